@@ -1,0 +1,1 @@
+"""Slurm environment, signals and batch jobs (see issue: Cluster)."""

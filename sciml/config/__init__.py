@@ -1,0 +1,1 @@
+"""Typed configs: YAML -> dataclasses, key=value overrides, the name -> class registry."""

@@ -1,0 +1,30 @@
+"""Typed exceptions shared by the whole suite.
+
+Every error raised for bad user input is one of these, with a message naming the file, key, shape or value at
+fault and what was expected. They subclass the matching built-in (``ValueError``, ``KeyError``...) so that generic
+handlers keep working.
+"""
+
+
+class SciMLError(Exception):
+    """Base class of every error raised by sciml for bad input or a failed run."""
+
+
+class ShapeError(SciMLError, ValueError):
+    """A tensor has the wrong shape, dtype or device for the operation."""
+
+
+class IndexOutOfRangeError(SciMLError, IndexError):
+    """An index (node id, segment pointer...) points outside the tensor it indexes."""
+
+
+class ConfigError(SciMLError, ValueError):
+    """A configuration key is unknown, missing, or has a value of the wrong type."""
+
+
+class NonFiniteError(SciMLError, FloatingPointError):
+    """A loss or gradient became NaN or infinite during training."""
+
+
+class CheckpointError(SciMLError, RuntimeError):
+    """A checkpoint is missing, truncated, or does not match the run it is loaded into."""

@@ -1,0 +1,1 @@
+"""The shared Trainer: one step-based loop for every model in the suite."""

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Set up the project's virtual environment (.venv) and run one job in it.
+#   bash scripts/bootstrap.sh demo   -> `sciml demo` (the tour on built-in data)
+#   bash scripts/bootstrap.sh test   -> the test suite (what CI runs)
+# Idempotent: a second call reuses .venv and only reinstalls the project (editable) if pyproject.toml changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${SCIML_VENV:-.venv}
+TORCH_VERSION=${SCIML_TORCH_VERSION:-2.13.0}   # installed first: a bare `torch` would pull a multi-GB CUDA build
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "[bootstrap] creating $VENV" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+fi
+PY="$VENV/bin/python"
+if ! "$PY" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+    echo "[bootstrap] installing torch==$TORCH_VERSION" >&2
+    "$PY" -m pip install -q "torch==$TORCH_VERSION"
+fi
+stamp="$VENV/.sciml-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
+    echo "[bootstrap] installing sciml (editable) with test extras" >&2
+    "$PY" -m pip install -q -e ".[test]"
+    touch "$stamp"
+fi
+
+job=${1:-}
+shift || true
+export PYTHONSAFEPATH=1   # never let the checkout root shadow an installed package (see docs/architecture.md)
+case "$job" in
+    demo) exec "$VENV/bin/sciml" demo "$@" ;;
+    test)
+        set +e
+        "$VENV/bin/pytest" "$@"
+        rc=$?
+        if [ "$rc" -eq 5 ]; then echo "[bootstrap] pytest collected no tests" >&2; fi
+        exit "$rc" ;;
+    "") echo "[bootstrap] environment ready in $VENV" >&2 ;;
+    *) echo "usage: bash scripts/bootstrap.sh [demo|test] [args...]" >&2; exit 2 ;;
+esac
