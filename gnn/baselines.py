@@ -1,0 +1,50 @@
+"""Baseline GNNs used as references by the models of the suite and by ``sciml demo``."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sciml.gnn.graph import cached_adjacency
+from sciml.sparse import CSRAdjacency
+
+
+class GCN(nn.Module):
+    r"""Graph convolutional network.
+
+    From *Semi-Supervised Classification with Graph Convolutional Networks* (Kipf & Welling, ICLR 2017):
+
+    .. math::
+        H^{(l+1)} = \sigma\big(\hat D^{-1/2} (A + I) \hat D^{-1/2} H^{(l)} W^{(l)}\big)
+
+    Aggregation runs through :class:`sciml.sparse.CSRAdjacency` SpMM, built once per graph.
+
+    Args:
+        in_channels: input feature size.
+        hidden_channels: hidden feature size (default 64).
+        out_channels: output size (number of classes for node classification).
+        num_layers: number of graph convolutions (default 2).
+        dropout: dropout probability on the input of each layer (default 0.5).
+
+    Shapes:
+        ``x [N, in_channels]``, ``edge_index [2, E]`` or a prebuilt normalised ``CSRAdjacency`` ->
+        ``[N, out_channels]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, hidden_channels: int = 64, num_layers: int = 2,
+                 dropout: float = 0.5) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"GCN: num_layers must be >= 1, got {num_layers}")
+        sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
+        self.lins = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, adj: torch.Tensor | CSRAdjacency) -> torch.Tensor:
+        if not isinstance(adj, CSRAdjacency):
+            adj = cached_adjacency(adj, x.size(0), normalization="gcn")
+        for i, lin in enumerate(self.lins):
+            x = nn.functional.dropout(x, self.dropout, self.training)
+            x = adj @ lin(x)
+            if i < len(self.lins) - 1:
+                x = x.relu()
+        return x

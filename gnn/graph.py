@@ -1,0 +1,38 @@
+"""Per-graph adjacency cache: a model is called with the same ``edge_index`` every step of a full-batch run, and the
+CSR adjacency (with its normalisation and transpose) must be built once per graph, not once per step."""
+from __future__ import annotations
+
+import weakref
+
+import torch
+
+from sciml.sparse import CSRAdjacency
+
+_CACHE: dict[tuple, CSRAdjacency] = {}
+
+
+def cached_adjacency(edge_index: torch.Tensor, num_nodes: int, *, normalization: str | None = "gcn",
+                     edge_weight: torch.Tensor | None = None) -> CSRAdjacency:
+    """The (normalised) CSR adjacency of ``edge_index``, built on first use and reused while the tensor lives.
+
+    The cache is keyed on the identity of ``edge_index`` (and ``edge_weight``), so a new graph, or the same graph
+    moved to another device, gets its own entry; entries are dropped when the index tensor is garbage-collected.
+
+    Args:
+        edge_index: ``[2, E]`` source/target node ids.
+        num_nodes: number of nodes ``N``.
+        normalization: a kind accepted by :meth:`CSRAdjacency.normalized` (default ``"gcn"``), or ``None`` for
+            the raw adjacency.
+        edge_weight: optional ``[E]`` weights.
+    """
+    key = (id(edge_index), None if edge_weight is None else id(edge_weight), num_nodes, normalization)
+    adj = _CACHE.get(key)
+    if adj is None:
+        adj = CSRAdjacency.from_edge_index(edge_index, num_nodes=num_nodes, edge_weight=edge_weight)
+        if normalization is not None:
+            adj = adj.normalized(normalization)
+        _CACHE[key] = adj
+        for t in (edge_index, edge_weight):
+            if t is not None:
+                weakref.finalize(t, _CACHE.pop, key, None)
+    return adj
