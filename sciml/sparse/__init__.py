@@ -1,1 +1,16 @@
-"""Shared sparse graph kernels: CSR adjacency, SpMM, segment reductions, softmax, gather/scatter, SDDMM."""
+"""Shared sparse graph kernels: CSR adjacency, SpMM, segment reductions, softmax, gather/scatter, SDDMM.
+
+Convention (PyG, ``flow="source_to_target"``): ``edge_index[0]`` are sources :math:`j`, ``edge_index[1]`` targets
+:math:`i`; CSR rows are targets, so ``(A @ x)[i] = sum_j w_ij x[j]`` aggregates incoming messages. See
+``docs/sparse.md``.
+"""
+from sciml.sparse.csr import CSRAdjacency
+from sciml.sparse.deterministic import deterministic, is_deterministic
+from sciml.sparse.scatter import gather, scatter
+from sciml.sparse.sddmm import sddmm
+from sciml.sparse.segment import segment_reduce
+from sciml.sparse.softmax import segment_softmax
+from sciml.sparse.spmm import spmm
+
+__all__ = ["CSRAdjacency", "spmm", "segment_reduce", "segment_softmax", "gather", "scatter", "sddmm",
+           "deterministic", "is_deterministic"]

@@ -1,0 +1,14 @@
+"""The built-in names of the global registries, declared lazily: nothing here imports model code.
+
+A name is imported on its first lookup. ``runtime`` lists constructor parameters that are filled in code when
+an experiment is built (for models: the input/output sizes read off the data), so they are not config keys.
+"""
+from __future__ import annotations
+
+from sciml.config.registry import DATA, MODELS, TASKS
+
+GRAPH_DIMS = ("in_channels", "out_channels")
+
+MODELS.register_lazy("gcn", "sciml.gnn.baselines:GCN", runtime=GRAPH_DIMS)
+DATA.register_lazy("community_graph", "sciml.datasets.synthetic:community_graph")
+TASKS.register_lazy("node_classification", "sciml.gnn.tasks:NodeClassification")

@@ -1,0 +1,157 @@
+"""Provenance written into a run directory: the resolved config and what produced the run.
+
+``write_run_info(run_dir, cfg)`` writes
+
+* ``config.yaml``: the resolved config (every default filled in), loadable again with
+  :func:`~sciml.config.load_config`,
+* ``run_info.json``: sciml version, git hash and dirty flag of the checkout sciml was imported from, Python and
+  torch versions, host name, command line, UTC time and the Slurm job ids when run under Slurm.
+
+Both files are written atomically (temporary file in the same directory, then :func:`os.replace`): a reader sees
+the old file or the new one, never a partial one.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["atomic_write_text", "git_info", "collect_run_info", "write_run_info", "CONFIG_FILE", "RUN_INFO_FILE"]
+
+CONFIG_FILE = "config.yaml"
+RUN_INFO_FILE = "run_info.json"
+_SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT",
+               "SLURM_JOB_NODELIST", "SLURM_NTASKS")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and :func:`os.replace`.
+
+    The parent directory is created if needed. On any error the temporary file is removed and an existing file at
+    ``path`` is left untouched.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 minus the umask, like open()
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _git(args: Sequence[str], cwd: pathlib.Path) -> str | None:
+    try:
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def git_info(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Git commit and dirty flag of the work tree holding ``path``.
+
+    Args:
+        path (str or PathLike, optional): A directory; (default: the directory of the imported ``sciml``
+            package).
+
+    Returns:
+        ``{"git_hash": <40 hex digits>, "git_dirty": bool}``, or ``{"git_hash": "unknown", "git_dirty": None}``
+        when git is missing, ``path`` is not in a work tree, or nothing under ``path`` is tracked there (e.g. sciml
+        installed into a virtualenv that sits inside some other repository). Dirty means tracked files differ from
+        ``HEAD``; untracked files do not count.
+    """
+    if path is None:
+        import sciml
+
+        path = pathlib.Path(sciml.__file__).resolve().parent
+    path = pathlib.Path(path)
+    unknown = {"git_hash": "unknown", "git_dirty": None}
+    if not path.is_dir():
+        return unknown
+    commit = _git(["rev-parse", "HEAD"], path)
+    if not commit or _git(["ls-files", "--error-unmatch", "--", "."], path) is None:
+        return unknown
+    status = _git(["status", "--porcelain", "--untracked-files=no"], path)
+    return {"git_hash": commit, "git_dirty": None if status is None else bool(status)}
+
+
+def _version(dist: str) -> str | None:
+    import importlib.metadata  # not at module level: it costs ~20 ms on `import sciml.config`
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def collect_run_info(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The provenance record written to ``run_info.json`` (see the module docstring).
+
+    Args:
+        argv (Sequence[str], optional): The command line. (default: :obj:`sys.argv`)
+    """
+    import sciml
+
+    argv = list(sys.argv if argv is None else argv)
+    torch_module = sys.modules.get("torch")
+    info: dict[str, Any] = {
+        "sciml_version": sciml.__version__,
+        **git_info(),
+        "python_version": platform.python_version(),
+        "torch_version": getattr(torch_module, "__version__", None) or _version("torch"),
+        "hostname": socket.gethostname(),
+        "command": shlex.join(argv),
+        "argv": argv,
+        "cwd": os.getcwd(),
+        "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    slurm = {k: os.environ[k] for k in _SLURM_VARS if k in os.environ}
+    if slurm:
+        info["slurm"] = slurm
+    return info
+
+
+def write_run_info(run_dir: str | os.PathLike, cfg: Any, *, argv: Sequence[str] | None = None,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``config.yaml`` and ``run_info.json`` into ``run_dir`` (created if needed), each atomically.
+
+    Args:
+        run_dir (str or PathLike): The run directory.
+        cfg (ExperimentConfig): The resolved config (any config dataclass accepted by
+            :func:`~sciml.config.config_to_dict`).
+        argv (Sequence[str], optional): The command line to record. (default: :obj:`sys.argv`)
+        extra (dict, optional): More JSON-serialisable entries for ``run_info.json``. (default: :obj:`None`)
+
+    Returns:
+        The dict written to ``run_info.json``.
+    """
+    from .loader import dump_config
+
+    run_dir = pathlib.Path(run_dir)
+    config_text = dump_config(cfg)  # fails before anything is written if the config cannot be written as YAML
+    info = collect_run_info(argv)
+    if extra:
+        info.update(extra)
+    info_text = json.dumps(info, indent=2, sort_keys=False) + "\n"
+    atomic_write_text(run_dir / CONFIG_FILE, config_text)
+    atomic_write_text(run_dir / RUN_INFO_FILE, info_text)
+    return info

@@ -1,0 +1,64 @@
+"""Deterministic mode of the sparse kernels.
+
+On CUDA, the default paths of several kernels (``index_add_``/``scatter_add_`` and the backward of
+``index_select``) accumulate floating-point values with atomics, so the summation order, and hence the last bits of
+the result, change from run to run. In deterministic mode every kernel in :mod:`sciml.sparse` takes a sorted,
+segment-based path instead (sort the indices once, then reduce contiguous segments without atomics; backward passes
+are gathers or transposed CSR products), which is bit-for-bit reproducible on the same device and inputs.
+
+On CPU the default paths are already deterministic (CSR products parallelise over rows, scatter reductions are
+computed in a fixed order); deterministic mode still switches :func:`~sciml.sparse.scatter` to the sorted path so
+that the same code path is exercised on every device.
+
+The mode is on when either :func:`deterministic` enabled it or :func:`torch.are_deterministic_algorithms_enabled`
+is true. It does not itself call :func:`torch.use_deterministic_algorithms` (the trainer's deterministic mode does
+that, together with ``CUBLAS_WORKSPACE_CONFIG``).
+"""
+from __future__ import annotations
+
+import threading
+
+import torch
+
+_state = threading.local()
+
+
+def _get_flag() -> bool:
+    return getattr(_state, "enabled", False)
+
+
+def is_deterministic() -> bool:
+    r"""Whether the sparse kernels currently take their deterministic (sorted, atomic-free) paths.
+
+    True when :class:`deterministic` enabled it in this thread, or when
+    :func:`torch.are_deterministic_algorithms_enabled` is true.
+    """
+    return _get_flag() or torch.are_deterministic_algorithms_enabled()
+
+
+class deterministic:
+    r"""Switch the sparse kernels to their deterministic (sorted, atomic-free) paths.
+
+    Works both as a context manager, which restores the previous setting on exit, and as a plain call that sets the
+    mode for the current thread (like :class:`torch.set_grad_enabled`):
+
+    .. code-block:: python
+
+        with deterministic():          # on inside the block
+            out = scatter(src, index, dim_size=n)
+        deterministic(True)            # on from now on
+        deterministic(False)           # off again (torch's global flag still wins if it is set)
+
+    Args:
+        mode (bool, optional): Whether to enable deterministic mode. (default: :obj:`True`)
+    """
+
+    def __init__(self, mode: bool = True) -> None:
+        self.prev = _get_flag()
+        _state.enabled = bool(mode)
+
+    def __enter__(self) -> "deterministic":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _state.enabled = self.prev

@@ -1,0 +1,306 @@
+"""CSRAdjacency and SpMM against independent dense references (loops, numpy), gradients included."""
+import numpy as np
+import pytest
+import torch
+
+from sciml.errors import IndexOutOfRangeError, ShapeError
+from sciml.sparse import CSRAdjacency, deterministic, spmm
+from sciml.testing import on_devices, random_graph
+
+# name -> (edge_index as [sources, targets], shape (num_targets, num_sources))
+CASES = {
+    "zero_nodes": ([[], []], (0, 0)),
+    "no_edges": ([[], []], (5, 5)),
+    # node 5 isolated, (1,1) self-loop, (0->2) twice, (3->3) self-loop twice
+    "loops_dups_isolated": ([[0, 0, 1, 2, 3, 3, 4, 1, 0], [2, 2, 1, 0, 3, 3, 1, 4, 4]], (6, 6)),
+    "random": (random_graph(12, 40, seed=3).tolist(), (12, 12)),
+    "bipartite": ([[0, 5, 2, 2, 1], [3, 0, 1, 1, 2]], (4, 6)),
+}
+
+
+def make(case, *, device="cpu", index_dtype=torch.long, dtype=torch.float64, weighted=True, seed=0):
+    ei_list, shape = CASES[case]
+    ei = torch.tensor(ei_list, dtype=index_dtype, device=device).reshape(2, -1)
+    g = torch.Generator().manual_seed(seed)
+    w = (torch.rand(ei.size(1), generator=g, dtype=dtype) + 0.5).to(device) if weighted else None
+    return ei, shape, w
+
+
+def dense_loop(ei, shape, w, dtype=torch.float64):
+    """A[i, j] += w_e for every edge e = (j -> i), by a Python loop over edges."""
+    a = np.zeros(shape)
+    ws = [1.0] * ei.size(1) if w is None else w.tolist()
+    for (j, i), we in zip(ei.t().tolist(), ws):
+        a[i, j] += we
+    return torch.tensor(a, dtype=dtype)
+
+
+def dense_autograd(ei, shape, w, dtype):
+    """Differentiable dense adjacency (accumulating index_put) for gradient references."""
+    v = torch.ones(ei.size(1), dtype=dtype, device=ei.device) if w is None else w
+    a = torch.zeros(shape, dtype=dtype, device=ei.device)
+    return a.index_put((ei[1].long(), ei[0].long()), v, accumulate=True)
+
+
+@on_devices
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("index_dtype,dtype", [(torch.int64, torch.float32), (torch.int32, torch.float64)])
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_spmm_matches_dense(device, case, weighted, index_dtype, dtype, reduce):
+    ei, shape, w = make(case, device=device, index_dtype=index_dtype, dtype=dtype, weighted=weighted)
+    if w is not None:
+        w.requires_grad_(True)
+    adj = CSRAdjacency.from_edge_index(ei, shape, w)
+    assert adj.shape == shape and adj.num_edges == ei.size(1)
+    x = torch.randn(shape[1], 3, dtype=dtype, device=device, requires_grad=True)
+    out = adj.matmul(x, reduce=reduce)
+    dense = dense_autograd(ei, shape, w, dtype)
+    ref = dense @ x
+    if reduce == "mean":
+        # mean divides by the number of incoming edges, duplicates counted
+        count = torch.tensor([sum(1 for t in ei[1].tolist() if t == i) for i in range(shape[0])],
+                             dtype=dtype, device=device).clamp(min=1)
+        ref = ref / count.unsqueeze(-1)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(out, ref, **tol)
+    torch.testing.assert_close(dense_loop(ei, shape, w).to(device, dtype), dense.detach(), **tol)
+    if reduce == "sum":
+        torch.testing.assert_close(adj @ x, out)
+    grad_out = torch.randn_like(out)
+    inputs = [x] + ([w] if w is not None else [])
+    got = torch.autograd.grad(out, inputs, grad_out, allow_unused=True)
+    exp = torch.autograd.grad(ref, inputs, grad_out, allow_unused=True)
+    for g, e in zip(got, exp):
+        torch.testing.assert_close(g if g is not None else torch.zeros_like(e), e, **tol)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_spmm_gradcheck(reduce):
+    ei, shape, w = make("loops_dups_isolated")
+    w.requires_grad_(True)
+    x = torch.randn(shape[1], 2, dtype=torch.float64, requires_grad=True)
+    ei_t = torch.tensor(CASES["loops_dups_isolated"][0])
+
+    def f(x, w):  # rebuilds the adjacency so that w enters through construction and the CSR permutation
+        return CSRAdjacency.from_edge_index(ei_t, shape, w).matmul(x, reduce=reduce)
+
+    assert torch.autograd.gradcheck(f, (x, w))
+    adj = CSRAdjacency.from_edge_index(ei_t, shape)  # unweighted, cached transpose used in backward
+    assert torch.autograd.gradcheck(lambda x: spmm(adj, x, reduce), (x,))
+    assert torch.autograd.gradgradcheck(lambda x: adj.t() @ x, (torch.randn(6, 2, dtype=torch.float64,
+                                                                            requires_grad=True),))
+
+
+def test_spmm_feature_shapes_and_dtype_cast():
+    ei, shape, w = make("random", dtype=torch.float32)
+    adj = CSRAdjacency.from_edge_index(ei, shape, w)
+    dense = dense_loop(ei, shape, w)
+    x1 = torch.randn(12, dtype=torch.float64)
+    torch.testing.assert_close(adj @ x1, dense @ x1, rtol=1e-6, atol=1e-6)  # float32 weights cast to x.dtype
+    x3 = torch.randn(12, 2, 3, dtype=torch.float64)
+    torch.testing.assert_close(adj @ x3, torch.einsum("ij,jab->iab", dense, x3), rtol=1e-6, atol=1e-6)
+    assert (adj @ torch.randn(12, 0)).shape == (12, 0)
+
+
+@on_devices
+def test_perm_edge_order_and_dense(device):
+    ei, shape, w = make("loops_dups_isolated", device=device)
+    adj = CSRAdjacency.from_edge_index(ei, shape, w)
+    torch.testing.assert_close(adj.value, w[adj.perm])
+    assert torch.equal(adj.to_edge_index(), ei[:, adj.perm])
+    rows = adj.to_edge_index()[1].tolist()
+    assert rows == sorted(rows)
+    assert adj.rowptr.tolist() == [sum(1 for r in rows if r < i) for i in range(shape[0] + 1)]
+    torch.testing.assert_close(adj.to_dense().cpu(), dense_loop(ei, shape, w))
+    assert adj.device.type == device and adj.dtype == torch.float64
+    assert CSRAdjacency.from_edge_index(ei, shape).dtype is None
+
+
+@on_devices
+@pytest.mark.parametrize("case", ["loops_dups_isolated", "bipartite", "no_edges"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_transpose_and_degrees(device, case, weighted):
+    ei, shape, w = make(case, device=device, weighted=weighted)
+    adj = CSRAdjacency.from_edge_index(ei, shape, w)
+    dense = dense_loop(ei, shape, w)
+    t = adj.t()
+    assert t is adj.t()  # cached
+    assert t.shape == (shape[1], shape[0])
+    torch.testing.assert_close(t.to_dense(torch.float64).cpu(), dense.t())
+    torch.testing.assert_close(t.t().to_dense(torch.float64).cpu(), dense)
+    assert torch.equal(t.to_edge_index().flip(0), ei.long()[:, t.perm])
+    torch.testing.assert_close(adj.in_degree(torch.float64).cpu(), dense.sum(1))   # into targets = row sums
+    torch.testing.assert_close(adj.out_degree(torch.float64).cpu(), dense.sum(0))  # out of sources = col sums
+
+
+def numpy_normalized(a, kind, loops):
+    a = a.numpy().copy()
+    n = a.shape[0]
+    if loops:
+        a = a + np.eye(n)
+    deg = a.sum(1)
+    with np.errstate(divide="ignore"):
+        dis = np.where(deg > 0, deg ** -0.5, 0.0)
+        dinv = np.where(deg > 0, 1.0 / deg, 0.0)
+    sym = dis[:, None] * a * dis[None, :]
+    rw = dinv[:, None] * a
+    return {"gcn": sym, "row": rw, "sym_laplacian": np.eye(n) - sym, "rw_laplacian": np.eye(n) - rw}[kind]
+
+
+@on_devices
+@pytest.mark.parametrize("kind", ["gcn", "row", "sym_laplacian", "rw_laplacian"])
+@pytest.mark.parametrize("loops", [None, False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_normalizations_against_numpy(device, kind, loops, weighted):
+    ei, shape, w = make("loops_dups_isolated", device=device, weighted=weighted)
+    adj = CSRAdjacency.from_edge_index(ei, shape, w)
+    norm = adj.normalized(kind, add_self_loops=loops, dtype=torch.float64)
+    assert norm is adj.normalized(kind, add_self_loops=loops, dtype=torch.float64)  # cached
+    add = (kind == "gcn") if loops is None else loops
+    ref = numpy_normalized(dense_loop(ei, shape, w), kind, add)
+    np.testing.assert_allclose(norm.to_dense(torch.float64).cpu().numpy(), ref, atol=1e-12)
+    x = torch.randn(shape[1], 4, dtype=torch.float64, device=device)
+    np.testing.assert_allclose((norm @ x).cpu().numpy(), ref @ x.cpu().numpy(), atol=1e-12)
+    # perm relates the normalised entries to [input edges, added diagonal entries]
+    extra = torch.arange(shape[0], device=device).repeat(2 if (add and "laplacian" in kind) else 1)
+    extra = extra if (add or "laplacian" in kind) else extra[:0]
+    full = torch.cat([ei.long(), torch.stack([extra, extra])], dim=1)
+    assert torch.equal(norm.to_edge_index(), full[:, norm.perm])
+
+
+def test_normalization_gradients_and_empty():
+    ei, shape, w = make("random")
+    w.requires_grad_(True)
+    x = torch.randn(shape[1], 2, dtype=torch.float64)
+    for kind in ["gcn", "row", "sym_laplacian", "rw_laplacian"]:
+        def f(w):
+            return CSRAdjacency.from_edge_index(ei, shape, w).normalized(kind) @ x
+        assert torch.autograd.gradcheck(f, (w,))
+    adj = CSRAdjacency.from_edge_index(ei, shape, w)
+    assert adj.normalized("gcn") is not adj.normalized("gcn")  # not cached: values are part of a graph
+    empty = CSRAdjacency.from_edge_index(torch.zeros(2, 0, dtype=torch.long), 0)
+    assert empty.normalized("gcn").num_edges == 0 and (empty @ torch.randn(0, 3)).shape == (0, 3)
+    noedge = CSRAdjacency.from_edge_index(torch.zeros(2, 0, dtype=torch.long), 4)
+    torch.testing.assert_close(noedge.normalized("gcn").to_dense(), torch.eye(4))
+    torch.testing.assert_close(noedge.normalized("sym_laplacian").to_dense(), torch.eye(4))
+
+
+def test_with_value_learnable_weights_and_inplace_update():
+    ei, shape, _ = make("random")
+    adj = CSRAdjacency.from_edge_index(ei, shape)
+    param = torch.nn.Parameter(torch.rand(ei.size(1), dtype=torch.float64))
+    x = torch.randn(shape[1], 3, dtype=torch.float64)
+    for _ in range(2):  # the same adjacency reused for two steps, each with its own backward
+        wadj = adj.with_value(param[adj.perm])
+        loss = (wadj @ x).pow(2).sum() + (wadj.t() @ torch.randn(12, 3, dtype=torch.float64)).sum()
+        loss.backward()
+    fixed = CSRAdjacency.from_edge_index(ei, shape, torch.ones(ei.size(1), dtype=torch.float64))
+    first = fixed @ x
+    with torch.no_grad():
+        fixed.value.mul_(2.0)  # in-place edit: the cached CSR tensor must not be reused
+    torch.testing.assert_close(fixed @ x, 2 * first)
+
+
+def batch_graphs():
+    sizes = [(5, 9), (1, 0), (7, 15), (4, 6)]
+    eis, offset = [], 0
+    for k, (n, e) in enumerate(sizes):
+        eis.append(random_graph(n, e, seed=k) + offset)
+        offset += n
+    ptr = torch.tensor([0] + list(np.cumsum([n for n, _ in sizes])))
+    return sizes, torch.cat(eis, dim=1), ptr
+
+
+@on_devices
+def test_batch_block_diagonal_equals_per_graph(device):
+    sizes, ei, ptr = batch_graphs()
+    ei, ptr = ei.to(device), ptr.to(device)
+    w = torch.rand(ei.size(1), dtype=torch.float64, device=device)
+    adj = CSRAdjacency.from_batch(edge_index=ei, ptr=ptr, edge_weight=w)
+    assert adj.num_graphs == 4 and adj.num_rows == int(ptr[-1])
+    x = torch.randn(adj.num_cols, 3, dtype=torch.float64, device=device)
+    outs = {k: [] for k in ["sum", "mean", "gcn", "rw_laplacian"]}
+    e0 = 0
+    for g, (n, e) in enumerate(sizes):
+        n0 = int(ptr[g])
+        sub = CSRAdjacency.from_edge_index(ei[:, e0:e0 + e] - n0, n, w[e0:e0 + e])
+        xs = x[n0:n0 + n]
+        outs["sum"].append(sub @ xs)
+        outs["mean"].append(sub.matmul(xs, "mean"))
+        outs["gcn"].append(sub.normalized("gcn") @ xs)
+        outs["rw_laplacian"].append(sub.normalized("rw_laplacian") @ xs)
+        e0 += e
+    torch.testing.assert_close(adj @ x, torch.cat(outs["sum"]))
+    torch.testing.assert_close(adj.matmul(x, "mean"), torch.cat(outs["mean"]))
+    torch.testing.assert_close(adj.normalized("gcn") @ x, torch.cat(outs["gcn"]))
+    torch.testing.assert_close(adj.normalized("rw_laplacian") @ x, torch.cat(outs["rw_laplacian"]))
+    bvec = torch.repeat_interleave(torch.arange(4, device=device), ptr.diff())
+    adj2 = CSRAdjacency.from_batch(edge_index=ei, batch_vector=bvec, edge_weight=w)
+    torch.testing.assert_close(adj2 @ x, adj @ x)
+
+
+def test_batch_from_pyg_and_cross_graph_error():
+    from torch_geometric.data import Batch, Data
+    sizes, ei, ptr = batch_graphs()
+    data, e0 = [], 0
+    for g, (n, e) in enumerate(sizes):
+        data.append(Data(edge_index=ei[:, e0:e0 + e] - int(ptr[g]), num_nodes=n))
+        e0 += e
+    batch = Batch.from_data_list(data)
+    adj = CSRAdjacency.from_batch(batch)
+    assert torch.equal(adj.graph_ptr, ptr) and adj.num_edges == ei.size(1)
+    torch.testing.assert_close(adj.to_dense(), dense_loop(ei, (int(ptr[-1]),) * 2, None).float())
+    bad = torch.tensor([[0], [6]])  # node 0 (graph 0) -> node 6 (graph 2)
+    with pytest.raises(ShapeError, match="different graphs"):
+        CSRAdjacency.from_batch(edge_index=bad, ptr=ptr)
+    with pytest.raises(ShapeError, match="ptr"):
+        CSRAdjacency.from_batch(edge_index=ei)
+
+
+def test_bad_inputs_raise_typed_errors():
+    ei, shape, w = make("random")
+    with pytest.raises(ShapeError, match=r"\[2, num_edges\]"):
+        CSRAdjacency.from_edge_index(torch.zeros(3, 4, dtype=torch.long), 5)
+    with pytest.raises(ShapeError, match="integer dtype"):
+        CSRAdjacency.from_edge_index(ei.float(), 12)
+    with pytest.raises(IndexOutOfRangeError, match="negative"):
+        CSRAdjacency.from_edge_index(torch.tensor([[0, -1], [1, 1]]), 3)
+    with pytest.raises(IndexOutOfRangeError, match=r"edge_index\[1\].*\[0, 3\)"):
+        CSRAdjacency.from_edge_index(torch.tensor([[0, 1], [1, 3]]), 3)
+    with pytest.raises(IndexOutOfRangeError, match=r"edge_index\[0\].*\[0, 2\)"):
+        CSRAdjacency.from_edge_index(torch.tensor([[2], [0]]), (3, 2))
+    with pytest.raises(ShapeError, match="edge_weight.*num_edges=40"):
+        CSRAdjacency.from_edge_index(ei, 12, torch.ones(39))
+    with pytest.raises(ShapeError, match="edge_weight.*floating"):
+        CSRAdjacency.from_edge_index(ei, 12, torch.ones(40, dtype=torch.long))
+    with pytest.raises(ShapeError, match="same device"):
+        CSRAdjacency.from_edge_index(ei, 12, torch.ones(40, device="meta"))
+    adj = CSRAdjacency.from_edge_index(ei, 12)
+    with pytest.raises(ShapeError, match=r"num_cols=12"):
+        adj @ torch.randn(11, 3)
+    with pytest.raises(ShapeError, match="same device"):
+        adj @ torch.randn(12, 3, device="meta")
+    with pytest.raises(ShapeError, match="floating"):
+        adj @ torch.ones(12, 3, dtype=torch.long)
+    with pytest.raises(ShapeError, match="reduce"):
+        adj.matmul(torch.randn(12, 3), reduce="max")
+    with pytest.raises(ShapeError, match="square"):
+        CSRAdjacency.from_edge_index(ei, (12, 13)).normalized("gcn")
+    with pytest.raises(ShapeError, match="kind"):
+        adj.normalized("sym")
+
+
+@on_devices
+def test_deterministic_mode_spmm_matches(device):
+    ei, shape, w = make("random", device=device)
+    w.requires_grad_(True)
+    x = torch.randn(shape[1], 5, dtype=torch.float64, device=device, requires_grad=True)
+    ref = CSRAdjacency.from_edge_index(ei, shape, w) @ x
+    grads = torch.autograd.grad(ref.sum(), [x, w])
+    with deterministic():
+        out = CSRAdjacency.from_edge_index(ei, shape, w) @ x
+        grads_det = torch.autograd.grad(out.sum(), [x, w])
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(grads, grads_det):
+        torch.testing.assert_close(a, b)
