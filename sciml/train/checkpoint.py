@@ -1,0 +1,120 @@
+"""Atomic checkpoint files, keep-last-K rotation and discovery of the newest valid checkpoint.
+
+Layout: ``<run_dir>/checkpoints/step-XXXXXXXX.pt`` (8-digit count of completed optimizer steps). A file is
+written to ``.step-XXXXXXXX.pt.tmp-<pid>`` in the same folder, flushed, fsync'ed and renamed, so a reader never
+sees a partial checkpoint. Payloads hold tensors and plain Python containers only and load with
+``torch.load(path, weights_only=True)``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sciml.errors import CheckpointError
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "checkpoint_path", "list_checkpoints", "save_checkpoint",
+           "load_checkpoint", "find_latest_checkpoint", "prune_checkpoints"]
+
+CHECKPOINT_FORMAT = "sciml-trainstate"
+CHECKPOINT_VERSION = 1
+_NAME = re.compile(r"^step-(\d{8,})\.pt$")
+
+
+def checkpoint_path(directory: str | os.PathLike, step: int) -> Path:
+    return Path(directory) / f"step-{step:08d}.pt"
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every finished checkpoint file in ``directory``, oldest first (temp files ignored)."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), d / name) for name in os.listdir(d) if (m := _NAME.match(name))]
+    return sorted(found)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``payload`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
+
+    On any failure the temp file is removed and no file named ``path`` is created or changed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
+    """Load and check a TrainState checkpoint with ``torch.load(weights_only=True)``.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, not a sciml TrainState, or from a newer format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, pickle.UnpicklingError, EOFError, ... on damage
+        raise CheckpointError(f"checkpoint '{path}' could not be read with weights_only=True ({type(exc).__name__}: {exc}); "
+                              "it is truncated, corrupted or holds objects other than tensors and plain containers") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"'{path}' is not a sciml TrainState checkpoint (expected format "
+                              f"'{CHECKPOINT_FORMAT}')")
+    if int(payload.get("version", -1)) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint '{path}' has format version {payload.get('version')}, this sciml reads "
+                              f"up to {CHECKPOINT_VERSION}; upgrade sciml")
+    return payload
+
+
+def find_latest_checkpoint(directory: str | os.PathLike, map_location: str | torch.device | None = "cpu"
+                           ) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in ``directory`` that loads, with its payload; ``None`` if there is none.
+
+    Checkpoints that fail to load are skipped with a warning naming the file and the reason.
+    """
+    for _, path in reversed(list_checkpoints(directory)):
+        try:
+            return path, load_checkpoint(path, map_location)
+        except CheckpointError as exc:
+            warnings.warn(f"skipping unreadable checkpoint: {exc}", RuntimeWarning, stacklevel=2)
+    return None
+
+
+def prune_checkpoints(directory: str | os.PathLike, keep_last: int) -> list[Path]:
+    """Delete all but the ``keep_last`` newest checkpoints (``keep_last <= 0`` keeps all); returns the deleted."""
+    if keep_last <= 0:
+        return []
+    removed = []
+    for _, path in list_checkpoints(directory)[:-keep_last]:
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed

@@ -1,0 +1,153 @@
+"""A resumable, rank-sharded batch sampler and the batch loader built on it.
+
+The order of epoch ``e`` depends only on ``(seed, e)``: it is ``torch.randperm(n, generator=g)`` with
+``g = torch.Generator().manual_seed(epoch_seed(seed, e))``. So the sampler's whole state is ``(epoch, position)`` and a
+resumed run continues with exactly the batches an uninterrupted run would have drawn.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset, default_collate
+
+__all__ = ["ResumableBatchSampler", "BatchLoader", "epoch_seed", "default_collate_fn", "move_to_device"]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of the shuffling generator for ``epoch``."""
+    return seed * 100_003 + epoch
+
+
+class ResumableBatchSampler:
+    r"""Splits ``range(num_samples)`` into batches, deterministically per epoch, for one rank of ``world_size``.
+
+    Sharding follows ``DistributedSampler``: the (shuffled) index list is padded by wrapping around to a multiple
+    of ``world_size`` and rank ``r`` takes ``indices[r::world_size]``. Batch ``i`` of all ranks together is then
+    the contiguous slice ``i * batch_size * world_size ...`` of the epoch's order, i.e. exactly the batch a single
+    process with ``batch_size * world_size`` sees.
+
+    Args:
+        num_samples (int): dataset length.
+        batch_size (int): samples per batch on this rank.
+        shuffle (bool): permute each epoch. (default: ``True``)
+        seed (int): base seed of the per-epoch permutation. (default: ``0``)
+        drop_last (bool): drop a last incomplete batch. (default: ``False``)
+        rank (int), world_size (int): data-parallel position. (default: ``0``, ``1``)
+        pad (bool): wrap around so every rank gets the same number of samples (training). Evaluation uses
+            ``pad=False`` so that no sample is counted twice; a rank may then get no batch. (default: ``True``)
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1,
+                 pad: bool = True) -> None:
+        if num_samples <= 0:
+            raise ValueError(f"dataset is empty (num_samples={num_samples}); expected at least one sample")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.num_samples, self.batch_size, self.shuffle, self.seed = num_samples, batch_size, shuffle, seed
+        self.drop_last, self.rank, self.world_size, self.pad = drop_last, rank, world_size, pad
+        if pad:
+            per_rank = -(-num_samples // world_size)
+        else:
+            per_rank = len(range(rank, num_samples, world_size))
+        self.num_batches = per_rank // batch_size if drop_last else -(-per_rank // batch_size)
+        if self.num_batches == 0 and pad:
+            raise ValueError(f"drop_last=True with {per_rank} samples per rank and batch_size={batch_size} "
+                             "leaves no batch")
+        self._cache: tuple[int, list[torch.Tensor]] | None = None
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        """This rank's batches (index tensors) of ``epoch``."""
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        n = self.num_samples
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch)))
+        else:
+            order = torch.arange(n)
+        if self.world_size > 1 and self.pad:
+            total = -(-n // self.world_size) * self.world_size
+            if total > n:
+                order = torch.cat([order, order.repeat(-(-(total - n) // n))[: total - n]])
+            order = order[self.rank::self.world_size]
+        elif self.world_size > 1:
+            order = order[self.rank::self.world_size]
+        out = list(order.split(self.batch_size))[: self.num_batches]
+        self._cache = (epoch, out)
+        return out
+
+
+def default_collate_fn(items: list[Any]) -> Any:
+    """Collate a list of samples: PyG ``Data`` → ``Batch`` (a single graph is passed through unchanged, so a
+    full-batch ``[data]`` dataset costs no copy per step); anything else → ``torch.utils.data.default_collate``."""
+    first = items[0]
+    try:
+        from torch_geometric.data.data import BaseData
+    except ImportError:  # pragma: no cover - PyG is optional
+        BaseData = ()  # type: ignore[assignment]
+    if BaseData and isinstance(first, BaseData):
+        if len(items) == 1:
+            return first
+        from torch_geometric.data import Batch
+        return Batch.from_data_list(items)
+    return default_collate(items)
+
+
+def move_to_device(obj: Any, device: torch.device) -> Any:
+    """Move tensors (and anything with ``.to``) inside tuples, lists and dicts to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.device == device else obj.to(device, non_blocking=True)
+    if isinstance(obj, (list, tuple)):
+        moved = [move_to_device(o, device) for o in obj]
+        return type(obj)(moved) if not hasattr(obj, "_fields") else type(obj)(*moved)
+    if isinstance(obj, dict):
+        return {k: move_to_device(v, device) for k, v in obj.items()}
+    if hasattr(obj, "to"):
+        return obj.to(device)
+    return obj
+
+
+class BatchLoader:
+    """Fetches and collates the batches a :class:`ResumableBatchSampler` yields, from any position of an epoch.
+
+    A ``TensorDataset`` is indexed with the whole index tensor at once; a dataset with ``__getitems__`` gets the
+    index list; anything else is indexed item by item. ``num_workers > 0`` hands fetching to a ``DataLoader``.
+    """
+
+    def __init__(self, dataset: Sequence[Any], sampler: ResumableBatchSampler, *,
+                 collate_fn: Callable[[list[Any]], Any] | None = None, num_workers: int = 0,
+                 device: torch.device | None = None) -> None:
+        self.dataset, self.sampler, self.num_workers = dataset, sampler, num_workers
+        self.collate_fn = collate_fn or default_collate_fn
+        self.device = device
+        self._tensor_fast_path = isinstance(dataset, TensorDataset) and collate_fn is None
+        self._needs_move = device is not None and device.type != "cpu"
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def fetch(self, indices: torch.Tensor) -> Any:
+        if self._tensor_fast_path:
+            batch: Any = tuple(t[indices] for t in self.dataset.tensors)  # type: ignore[attr-defined]
+        else:
+            idx = indices.tolist()
+            getitems = getattr(self.dataset, "__getitems__", None)
+            items = getitems(idx) if getitems is not None else [self.dataset[i] for i in idx]
+            batch = self.collate_fn(items)
+        return move_to_device(batch, self.device) if self._needs_move else batch
+
+    def iterate(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        """Batches ``start, start+1, ...`` of ``epoch``."""
+        batches = self.sampler.batches(epoch)[start:]
+        if self.num_workers <= 0:
+            for indices in batches:
+                yield self.fetch(indices)
+            return
+        loader = DataLoader(self.dataset, batch_sampler=[b.tolist() for b in batches], num_workers=self.num_workers,
+                            collate_fn=self.collate_fn, pin_memory=self._needs_move)
+        for batch in loader:
+            yield move_to_device(batch, self.device) if self._needs_move else batch
