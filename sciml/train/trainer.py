@@ -577,7 +577,8 @@ class Trainer:
         record["time"] = round(self._elapsed(), 4)
         if self._logger is not None:
             self._logger.log(record)
-        self._progress.update(s.step, metrics)
+        # Batch logs get a validation line on the log cadence (and when a run stops), not after every validation.
+        self._progress.update(s.step, metrics if (stop or s.step % self.log_every == 0) else None)
         return stop
 
     @torch.no_grad()

@@ -1,0 +1,45 @@
+"""The ``sciml`` console script: ``sciml {train,eval,demo,bench} ...``.
+
+Exit status: 0 on success; 2 on bad input (a one-line reason on stderr); the Trainer's documented preemption status
+when a run was stopped by SIGTERM/SIGUSR1 after checkpointing (see docs/training.md); 1 on any other failure.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import sciml
+from sciml.errors import SciMLError
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sciml.cli import bench, demo, run
+
+    parser = argparse.ArgumentParser(
+        prog="sciml", description="Graph and scientific machine learning: train, evaluate and benchmark models.",
+        epilog="Run `sciml COMMAND --help` for the options of each command.")
+    parser.add_argument("--version", action="version", version=f"sciml {sciml.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run.add_parsers(sub)
+    demo.add_parser(sub)
+    bench.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (SciMLError, FileNotFoundError, NotADirectoryError) as err:
+        print(f"sciml {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"sciml {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

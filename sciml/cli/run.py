@@ -1,0 +1,50 @@
+"""``sciml train CONFIG [key=value ...]`` and ``sciml eval RUN_DIR``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the experiment described by a YAML config",
+                       description="Train the experiment in CONFIG. Overrides are key=value pairs with dotted keys "
+                                   "(values parsed as YAML), e.g. `trainer.max_epochs=50 model.hidden_channels=32`. "
+                                   "An existing run directory is resumed from its newest valid checkpoint.")
+    p.add_argument("config", type=Path, help="YAML experiment config (sections model, data, task, trainer)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="run directory (default: trainer.run_dir, else runs/<config name>)")
+    p.set_defaults(func=train)
+
+    p = sub.add_parser("eval", help="evaluate a trained run directory",
+                       description="Rebuild the experiment from RUN_DIR/config.yaml, load the newest valid "
+                                   "checkpoint and print the validation metrics as JSON (also written to "
+                                   "RUN_DIR/eval.json).")
+    p.add_argument("run_dir", type=Path, help="a run directory written by `sciml train`")
+    p.add_argument("--checkpoint", type=Path, default=None, help="a specific checkpoint file (default: newest)")
+    p.set_defaults(func=evaluate)
+
+
+def train(args: argparse.Namespace) -> int:
+    from sciml.config import load_config
+    from sciml.experiment import run
+    from sciml.train import EXIT_PREEMPTED, TrainingInterrupted
+
+    cfg = load_config(args.config, args.overrides)
+    run_dir = args.run_dir or cfg.trainer.run_dir or Path("runs") / args.config.stem
+    try:
+        summary = run(cfg, run_dir=run_dir, argv=sys.argv)
+    except TrainingInterrupted as stop:
+        print(f"sciml train: {stop}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from sciml.experiment import evaluate_run
+
+    print(json.dumps(evaluate_run(args.run_dir, checkpoint=args.checkpoint), indent=2, sort_keys=True))
+    return 0

@@ -1,0 +1,123 @@
+"""From a resolved config to a trained model: the one path shared by ``sciml train``, ``sciml eval``,
+``sciml demo`` and Slurm jobs.
+
+.. code-block:: python
+
+    from sciml.config import load_config
+    from sciml.experiment import run
+
+    cfg = load_config("configs/gcn_community.yaml", ["trainer.max_epochs=50"])
+    summary = run(cfg, run_dir="runs/gcn")   # writes config.yaml, run_info.json, checkpoints, metrics
+    metrics = evaluate_run("runs/gcn")       # newest checkpoint, validation metrics
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from sciml.config import MODELS, ExperimentConfig, load_config, write_run_info
+from sciml.config.run_info import atomic_write_text
+from sciml.errors import CheckpointError, ConfigError
+from sciml.train import find_latest_checkpoint, load_checkpoint
+
+
+@dataclass
+class Experiment:
+    """The built parts of an experiment."""
+
+    config: ExperimentConfig
+    model: nn.Module
+    task: Any
+    train_data: Any
+    val_data: Any
+    trainer: Any
+
+    def fit(self, *, argv: list[str] | None = None) -> dict[str, Any]:
+        """Write the resolved config and provenance into the run directory (rank 0), then train."""
+        run_dir = self.trainer.run_dir
+        if run_dir is not None and self.trainer.dist.is_main:
+            write_run_info(run_dir, self.config, argv=argv)
+        return self.trainer.fit()
+
+
+def _splits(data: Any) -> tuple[Any, Any]:
+    """A data builder returns one full-batch graph (train = val = ``[data]``) or a ``{"train", "val"}`` mapping."""
+    if isinstance(data, dict):
+        if "train" not in data:
+            raise ConfigError(f"data: the builder returned a mapping without a 'train' entry (keys: {sorted(data)})")
+        return data["train"], data.get("val")
+    return [data], [data]
+
+
+def data_dims(train_data: Any) -> dict[str, int]:
+    """Sizes a model needs from the data (``in_channels``, ``out_channels``), read off the first sample."""
+    sample = train_data[0]
+    dims = {}
+    x = getattr(sample, "x", None)
+    if x is not None:
+        dims["in_channels"] = int(x.size(-1))
+    y = getattr(sample, "y", None)
+    if y is not None:
+        dims["out_channels"] = int(y.max()) + 1 if not y.is_floating_point() else int(y.size(-1) if y.dim() > 1 else 1)
+    return dims
+
+
+def build(cfg: ExperimentConfig, *, run_dir: str | os.PathLike | None = None, **trainer_overrides: Any) -> Experiment:
+    """Build data, model, task and trainer from ``cfg``.
+
+    Model parameters declared ``runtime`` in the registry (e.g. ``in_channels``/``out_channels``) are read off the
+    data. ``run_dir`` (and other ``trainer_overrides``) replace the trainer section's values.
+    """
+    train_data, val_data = _splits(cfg.data.build())
+    dims = data_dims(train_data)
+    runtime = MODELS.entry(cfg.model.name).runtime
+    missing = [k for k in runtime if k not in dims]
+    if missing:
+        raise ConfigError(f"model.{missing[0]}: model {cfg.model.name!r} needs {', '.join(missing)} from the data, "
+                          f"but data {cfg.data.name!r} does not provide it")
+    model = cfg.model.build(**{k: dims[k] for k in runtime})
+    task = cfg.task.build()
+    kwargs = cfg.trainer.kwargs()
+    if run_dir is not None:
+        kwargs["run_dir"] = str(run_dir)
+    kwargs.update(trainer_overrides)
+    trainer = type(cfg.trainer).target_of()(model, task, train_data=train_data, val_data=val_data, **kwargs)
+    return Experiment(cfg, model, task, train_data, val_data, trainer)
+
+
+def run(cfg: ExperimentConfig, *, run_dir: str | os.PathLike | None = None, argv: list[str] | None = None
+        ) -> dict[str, Any]:
+    """Build and train the experiment ``cfg``; return the Trainer's summary.
+
+    The run directory is ``run_dir``, else ``trainer.run_dir``, else ``runs/default``. With ``resume="auto"`` (the
+    default) an existing run directory is resumed from its newest valid checkpoint.
+    """
+    run_dir = run_dir if run_dir is not None else (cfg.trainer.run_dir or "runs/default")
+    return build(cfg, run_dir=run_dir).fit(argv=argv)
+
+
+def evaluate_run(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None) -> dict[str, float]:
+    """Rebuild the experiment from ``run_dir/config.yaml``, load its newest valid checkpoint (or ``checkpoint``),
+    evaluate on the validation data, and write ``run_dir/eval.json``."""
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: {config_file} is missing")
+    cfg = load_config(config_file)
+    exp = build(cfg, run_dir=run_dir, resume="never", progress="none", handle_signals=False)
+    if checkpoint is not None:
+        path, payload = Path(checkpoint), load_checkpoint(checkpoint)
+    else:
+        found = find_latest_checkpoint(run_dir / "checkpoints")
+        if found is None:
+            raise CheckpointError(f"{run_dir} has no readable checkpoint under {run_dir / 'checkpoints'}")
+        path, payload = found
+    exp.trainer.load_state_dict(payload, source=str(path))
+    metrics = exp.trainer.evaluate(exp.val_data)
+    atomic_write_text(run_dir / "eval.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
