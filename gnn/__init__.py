@@ -5,3 +5,8 @@ if __name__ != "sciml.gnn":  # imported as a top-level `gnn`: the checkout root 
         "Import it as `sciml.gnn`, and run Python from outside the checkout root "
         "or with `python -P` / PYTHONSAFEPATH=1."
     )
+
+from sciml.gnn.baselines import GCN, MLP  # noqa: E402
+from sciml.gnn.tasks import NodeClassification  # noqa: E402
+
+__all__ = ["GCN", "MLP", "NodeClassification"]

@@ -48,3 +48,34 @@ class GCN(nn.Module):
             if i < len(self.lins) - 1:
                 x = x.relu()
         return x
+
+
+class MLP(nn.Module):
+    r"""A multi-layer perceptron on node features alone: the graph-free reference every GNN must beat.
+
+    Same interface as :class:`GCN` (the graph argument is accepted and ignored), so tasks and configs can swap the
+    two.
+
+    Args:
+        in_channels: input feature size.
+        out_channels: output size.
+        hidden_channels: hidden feature size (default 64).
+        num_layers: number of linear layers (default 2).
+        dropout: dropout probability on the input of each layer (default 0.5).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, hidden_channels: int = 64, num_layers: int = 2,
+                 dropout: float = 0.5) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"MLP: num_layers must be >= 1, got {num_layers}")
+        sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
+        self.lins = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, adj: object = None) -> torch.Tensor:
+        for i, lin in enumerate(self.lins):
+            x = lin(nn.functional.dropout(x, self.dropout, self.training))
+            if i < len(self.lins) - 1:
+                x = x.relu()
+        return x

@@ -10,8 +10,8 @@ from sciml.train import Task
 class NodeClassification(Task):
     """Transductive node classification on one graph (full batch) with boolean split masks.
 
-    ``training_step`` is the cross-entropy on ``train_mask``; ``validation_step`` reports loss and accuracy on
-    ``val_mask`` and accuracy on ``test_mask`` (the Planetoid protocol: report test accuracy at the best validation
+    ``training_step`` is the cross-entropy on ``train_mask``; ``validation_step`` reports ``loss`` and ``acc`` on
+    ``val_mask`` (logged as ``val_loss``, ``val_acc``) and ``train_acc``, ``test_acc`` on the other masks (the Planetoid protocol: report test accuracy at the best validation
     epoch). The model is called as ``model(data.x, data.edge_index)``.
     """
 
@@ -23,9 +23,11 @@ class NodeClassification(Task):
     def validation_step(self, model, batch):
         out = model(batch.x, batch.edge_index)
         pred = out.argmax(dim=-1)
-        metrics = {"loss": F.cross_entropy(out[batch.val_mask], batch.y[batch.val_mask])}
-        for split in ("train", "val", "test"):
+        correct = pred == batch.y
+        metrics = {"loss": F.cross_entropy(out[batch.val_mask], batch.y[batch.val_mask]),
+                   "acc": correct[batch.val_mask].float().mean()}
+        for split in ("train", "test"):
             mask = getattr(batch, f"{split}_mask", None)
             if mask is not None and bool(mask.any()):
-                metrics[f"{split}_acc"] = (pred[mask] == batch.y[mask]).float().mean()
+                metrics[f"{split}_acc"] = correct[mask].float().mean()
         return metrics

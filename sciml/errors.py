@@ -28,3 +28,8 @@ class NonFiniteError(SciMLError, FloatingPointError):
 
 class CheckpointError(SciMLError, RuntimeError):
     """A checkpoint is missing, truncated, or does not match the run it is loaded into."""
+
+
+class DataFormatError(SciMLError, ValueError):
+    """An input data file is truncated, corrupted or inconsistent (wrong columns, counts that disagree, unknown
+    labels...); the message names the file and what was wrong."""

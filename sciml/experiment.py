@@ -23,7 +23,7 @@ from torch import nn
 from sciml.config import MODELS, ExperimentConfig, load_config, write_run_info
 from sciml.config.run_info import atomic_write_text
 from sciml.errors import CheckpointError, ConfigError
-from sciml.train import find_latest_checkpoint, load_checkpoint
+from sciml.train import find_latest_checkpoint, load_checkpoint, seed_everything
 
 
 @dataclass
@@ -73,6 +73,9 @@ def build(cfg: ExperimentConfig, *, run_dir: str | os.PathLike | None = None, **
     Model parameters declared ``runtime`` in the registry (e.g. ``in_channels``/``out_channels``) are read off the
     data. ``run_dir`` (and other ``trainer_overrides``) replace the trainer section's values.
     """
+    seed = trainer_overrides.get("seed", cfg.trainer.seed)
+    if seed is not None:
+        seed_everything(seed)  # model initialisation is part of the experiment: same config, same initial weights
     train_data, val_data = _splits(cfg.data.build())
     dims = data_dims(train_data)
     runtime = MODELS.entry(cfg.model.name).runtime

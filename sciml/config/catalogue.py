@@ -10,5 +10,6 @@ from sciml.config.registry import DATA, MODELS, TASKS
 GRAPH_DIMS = ("in_channels", "out_channels")
 
 MODELS.register_lazy("gcn", "sciml.gnn.baselines:GCN", runtime=GRAPH_DIMS)
+MODELS.register_lazy("mlp", "sciml.gnn.baselines:MLP", runtime=GRAPH_DIMS)
 DATA.register_lazy("community_graph", "sciml.datasets.synthetic:community_graph")
 TASKS.register_lazy("node_classification", "sciml.gnn.tasks:NodeClassification")
