@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*args.overrides, *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = ["sciml", *(sys.argv[1:] if argv is None else argv)]  # recorded in run_info.json
     try:
         return int(args.func(args) or 0)
     except (SciMLError, FileNotFoundError, NotADirectoryError) as err:

@@ -35,7 +35,7 @@ def train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     run_dir = args.run_dir or cfg.trainer.run_dir or Path("runs") / args.config.stem
     try:
-        summary = run(cfg, run_dir=run_dir, argv=sys.argv)
+        summary = run(cfg, run_dir=run_dir, argv=args.argv)
     except TrainingInterrupted as stop:
         print(f"sciml train: {stop}", file=sys.stderr)
         return EXIT_PREEMPTED
