@@ -55,15 +55,22 @@ def _splits(data: Any) -> tuple[Any, Any]:
 
 
 def data_dims(train_data: Any) -> dict[str, int]:
-    """Sizes a model needs from the data (``in_channels``, ``out_channels``), read off the first sample."""
+    """Sizes a model needs from the data: ``in_channels`` (feature size of ``x``) and ``out_channels`` (number of
+    classes for integer labels, else the target size). The class count is the dataset's ``num_classes`` attribute
+    if it has one, else one more than the largest label over all training samples."""
     sample = train_data[0]
     dims = {}
     x = getattr(sample, "x", None)
     if x is not None:
         dims["in_channels"] = int(x.size(-1))
     y = getattr(sample, "y", None)
-    if y is not None:
-        dims["out_channels"] = int(y.max()) + 1 if not y.is_floating_point() else int(y.size(-1) if y.dim() > 1 else 1)
+    if y is not None and y.is_floating_point():
+        dims["out_channels"] = int(y.size(-1)) if y.dim() > 1 else 1
+    elif y is not None:
+        num_classes = getattr(train_data, "num_classes", None)
+        if num_classes is None:
+            num_classes = max(int(getattr(s, "y").max()) for s in train_data) + 1
+        dims["out_channels"] = int(num_classes)
     return dims
 
 
@@ -97,10 +104,9 @@ def run(cfg: ExperimentConfig, *, run_dir: str | os.PathLike | None = None, argv
         ) -> dict[str, Any]:
     """Build and train the experiment ``cfg``; return the Trainer's summary.
 
-    The run directory is ``run_dir``, else ``trainer.run_dir``, else ``runs/default``. With ``resume="auto"`` (the
-    default) an existing run directory is resumed from its newest valid checkpoint.
+    The run directory is ``run_dir``, else ``trainer.run_dir``; with neither, nothing is written to disk. With
+    ``resume="auto"`` (the default) an existing run directory is resumed from its newest valid checkpoint.
     """
-    run_dir = run_dir if run_dir is not None else (cfg.trainer.run_dir or "runs/default")
     return build(cfg, run_dir=run_dir).fit(argv=argv)
 
 

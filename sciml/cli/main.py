@@ -1,7 +1,8 @@
 """The ``sciml`` console script: ``sciml {train,eval,demo,bench} ...``.
 
-Exit status: 0 on success; 2 on bad input (a one-line reason on stderr); the Trainer's documented preemption status
-when a run was stopped by SIGTERM/SIGUSR1 after checkpointing (see docs/training.md); 1 on any other failure.
+Exit status: 0 on success; 2 on bad input (a config, file or argument at fault; a one-line reason on stderr); 1 when
+a run fails (non-finite loss or gradient, an unreadable checkpoint; also a one-line reason); 75 when a run was
+stopped by SIGTERM/SIGUSR1 after checkpointing (see docs/training.md; running the same command resumes it).
 """
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import argparse
 import sys
 
 import sciml
-from sciml.errors import SciMLError
+from sciml.errors import CheckpointError, NonFiniteError, SciMLError
 
+EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
@@ -28,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -39,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = ["sciml", *(sys.argv[1:] if argv is None else argv)]  # recorded in run_info.json
     try:
         return int(args.func(args) or 0)
+    except (NonFiniteError, CheckpointError) as err:
+        print(f"sciml {args.command}: failed: {_one_line(err)}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except (SciMLError, FileNotFoundError, NotADirectoryError) as err:
-        print(f"sciml {args.command}: error: {err}", file=sys.stderr)
+        print(f"sciml {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"sciml {args.command}: interrupted", file=sys.stderr)

@@ -103,3 +103,10 @@ def test_bench_lists_the_benchmarks(capsys):
     assert main(["bench"]) == 0
     out = capsys.readouterr().out
     assert "sparse_ops" in out and "trainer_overhead" in out
+
+
+def test_failed_run_exits_1_with_the_step_named(tmp_path, capsys):
+    # A learning rate of 1e30 blows the GCN up within a few steps: the Trainer stops it, the CLI says why.
+    assert main(["train", str(CONFIG), "--run-dir", str(tmp_path / "run"), *FAST, "trainer.lr=1e30"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "non-finite" in err and "at step" in err
