@@ -1,4 +1,4 @@
-"""The ``sciml`` console script: ``sciml {train,eval,demo,bench} ...``.
+"""The ``sciml`` console script: ``sciml {train,eval,demo,bench,data} ...``.
 
 Exit status: 0 on success; 2 on bad input (a config, file or argument at fault; a one-line reason on stderr); 1 when
 a run fails (non-finite loss or gradient, an unreadable checkpoint; also a one-line reason); 75 when a run was
@@ -17,7 +17,7 @@ EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sciml.cli import bench, demo, run
+    from sciml.cli import bench, data, demo, run
 
     parser = argparse.ArgumentParser(
         prog="sciml", description="Graph and scientific machine learning: train, evaluate and benchmark models.",
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parsers(sub)
     demo.add_parser(sub)
     bench.add_parser(sub)
+    data.add_parser(sub)
     return parser
 
 

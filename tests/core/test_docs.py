@@ -1,5 +1,6 @@
-"""Every Python example in README.md and docs/*.md runs as written (in a fresh interpreter, in an empty directory),
-except blocks that declare themselves a sketch on their first line."""
+"""Every Python example in README.md and docs/*.md runs as written (in a fresh interpreter, in an empty directory
+that has the shared data at ``../shared`` like a checkout), except blocks that declare themselves a sketch on their
+first line."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCKS = [(doc, i, code) for doc in DOCS if doc.exists()
           for i, code in enumerate(re.findall(r"```python\n(.*?)```", doc.read_text(), re.S))
@@ -23,6 +25,12 @@ def test_there_are_examples_to_run():
 
 @pytest.mark.parametrize("doc, index, code", BLOCKS, ids=[f"{d.name}#{i}" for d, i, _ in BLOCKS])
 def test_example_runs(doc, index, code, tmp_path):
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    if "../shared" in code:
+        if not (SHARED / "data").is_dir():
+            pytest.skip(f"needs the shared data at {SHARED / 'data'}")
+        (tmp_path / "shared").symlink_to(SHARED)
+    workdir = tmp_path / "checkout"
+    workdir.mkdir()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONSAFEPATH": "1"})
     assert proc.returncode == 0, f"{doc.name} python block {index} failed:\n{proc.stderr[-3000:]}"
