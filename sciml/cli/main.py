@@ -7,6 +7,7 @@ stopped by SIGTERM/SIGUSR1 after checkpointing (see docs/training.md; running th
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import sciml
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SciMLError, FileNotFoundError, NotADirectoryError) as err:
         print(f"sciml {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # output piped into a reader that closed early (`sciml data inspect f.h5 | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # keep the interpreter's final flush quiet
+        return 0
     except KeyboardInterrupt:
         print(f"sciml {args.command}: interrupted", file=sys.stderr)
         return 130
