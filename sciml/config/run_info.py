@@ -7,8 +7,8 @@
 * ``run_info.json``: sciml version, git hash and dirty flag of the checkout sciml was imported from, Python and
   torch versions, host name, command line, UTC time and the Slurm job ids when run under Slurm.
 
-Both files are written atomically (temporary file in the same directory, then :func:`os.replace`): a reader sees
-the old file or the new one, never a partial one.
+Both files are written atomically with :func:`sciml.io.atomic_write_text` (temporary file in the same directory,
+fsync, then :func:`os.replace`): a reader sees the old file or the new one, never a partial one.
 """
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ import shlex
 import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Sequence
 from typing import Any
+
+from sciml.io import atomic_write_text  # the one atomic-write helper of the project (re-exported here)
 
 __all__ = ["atomic_write_text", "git_info", "collect_run_info", "write_run_info", "CONFIG_FILE", "RUN_INFO_FILE"]
 
@@ -31,31 +32,6 @@ CONFIG_FILE = "config.yaml"
 RUN_INFO_FILE = "run_info.json"
 _SLURM_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT",
                "SLURM_JOB_NODELIST", "SLURM_NTASKS")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and :func:`os.replace`.
-
-    The parent directory is created if needed. On any error the temporary file is removed and an existing file at
-    ``path`` is left untouched.
-    """
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 minus the umask, like open()
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
 
 
 def _git(args: Sequence[str], cwd: pathlib.Path) -> str | None:

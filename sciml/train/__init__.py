@@ -19,6 +19,7 @@ from sciml.train.signals import EXIT_OK, EXIT_PREEMPTED, PreemptionFlag, Trainin
 from sciml.train.state import TrainState
 from sciml.train.strategies import Backprop, LayerLocal, Strategy
 from sciml.train.task import LayerLocalTask, SupervisedTask, Task, detach_tree
+from sciml.train.tree import map_tensors
 from sciml.train.trainer import Trainer
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "save_checkpoint", "load_checkpoint", "find_latest_checkpoint", "list_checkpoints", "prune_checkpoints",
     "seed_everything", "get_rng_state", "set_rng_state", "deterministic_mode", "ResumableBatchSampler",
     "epoch_seed", "build_optimizer", "build_scheduler", "DistInfo", "init_distributed", "unwrap", "detach_tree",
+    "map_tensors",
 ]

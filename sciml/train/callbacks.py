@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,8 +126,8 @@ class ExponentialMovingAverage:
         self.decay = decay
         self.shadow: dict[str, torch.Tensor] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self._pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._swap_pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._model = model
-        self.num_updates = 0
 
     def _float_pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if self._pairs is None:
@@ -145,18 +146,49 @@ class ExponentialMovingAverage:
                 s.copy_(p)
         if floats_s:
             torch._foreach_lerp_(floats_s, floats_p, 1.0 - self.decay)
-        self.num_updates += 1
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        """Exchange the averaged and the live weights in place (no copy: the tensors swap their storage); call it
+        again to swap back. The model's parameter and buffer objects stay the same (optimizer state, hooks)."""
+        if self._swap_pairs is None:
+            live = self._model.state_dict(keep_vars=True)
+            seen: set[int] = set()
+            pairs = []
+            for k, s in self.shadow.items():
+                t = live[k]
+                if id(t) in seen:  # tied weights: one tensor under several names, swap it once
+                    continue
+                seen.add(id(t))
+                pairs.append((t, s))
+            self._swap_pairs = pairs
+        for t, s in self._swap_pairs:
+            data = t.data
+            t.data = s.data
+            s.data = data
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """Load the averaged weights into ``model``."""
         model.load_state_dict(self.shadow)
 
+    @torch.no_grad()
+    def copy_from(self, state: dict[str, torch.Tensor]) -> None:
+        """Set the averaged weights to ``state`` (e.g. the restored best weights)."""
+        for k, v in state.items():
+            if k in self.shadow:
+                self.shadow[k].copy_(v)
+
     def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": self.shadow}
+        return {"decay": self.decay, "shadow": self.shadow}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.decay, self.num_updates = float(state["decay"]), int(state["num_updates"])
+        """Load the averaged weights. The configured ``decay`` is kept; a checkpoint written with another decay
+        gives a ``RuntimeWarning`` (the continuation then differs from the original run)."""
+        old = float(state["decay"])
+        if old != self.decay:
+            warnings.warn(f"the checkpoint's EMA decay {old} differs from the configured ema={self.decay}; "
+                          f"continuing with {self.decay}", RuntimeWarning, stacklevel=2)
         for k, v in state["shadow"].items():
             self.shadow[k].copy_(v)

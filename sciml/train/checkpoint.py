@@ -1,8 +1,9 @@
 """Atomic checkpoint files, keep-last-K rotation and discovery of the newest valid checkpoint.
 
 Layout: ``<run_dir>/checkpoints/step-XXXXXXXX.pt`` (8-digit count of completed optimizer steps). A file is
-written to ``.step-XXXXXXXX.pt.tmp-<pid>`` in the same folder, flushed, fsync'ed and renamed, so a reader never
-sees a partial checkpoint. Payloads hold tensors and plain Python containers only and load with
+written to ``.step-XXXXXXXX.pt.tmp-<pid>-<random>`` in the same folder, flushed, fsync'ed and renamed
+(:func:`sciml.io.atomic_write`), so a reader never sees a partial checkpoint; temp files left by a killed writer are
+removed when the next run starts (:func:`remove_stale_temp_files`). Payloads hold tensors and plain Python containers only and load with
 ``torch.load(path, weights_only=True)``.
 """
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 import torch
 
 from sciml.errors import CheckpointError
+from sciml.io import atomic_write
+from sciml.io import remove_stale_temp_files as _remove_stale
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "checkpoint_path", "list_checkpoints", "save_checkpoint",
-           "load_checkpoint", "find_latest_checkpoint", "prune_checkpoints"]
+           "load_checkpoint", "find_latest_checkpoint", "prune_checkpoints", "remove_stale_temp_files"]
 
 CHECKPOINT_FORMAT = "sciml-trainstate"
 CHECKPOINT_VERSION = 1
@@ -38,38 +41,27 @@ def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``payload`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
+    """Write ``payload`` to ``path`` atomically (:func:`sciml.io.atomic_write`: temp file in the same folder,
+    fsync, ``os.replace``, fsync of the folder).
 
     On any failure the temp file is removed and no file named ``path`` is created or changed.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
+    """Remove checkpoint temp files (``.step-*.pt.tmp-<pid>-*``) that a killed writer left in ``directory``: those
+    whose pid is not running on this host, and those older than the newest checkpoint. Called by the Trainer (rank 0)
+    when a run starts."""
+    found = list_checkpoints(directory)
+    newest = None
+    if found:
+        try:
+            newest = found[-1][1].stat().st_mtime
+        except FileNotFoundError:  # pragma: no cover - removed concurrently
+            newest = None
+    return _remove_stale(directory, older_than=newest)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:

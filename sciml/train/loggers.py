@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sciml.io import atomic_write, atomic_write_text
+
 __all__ = ["MetricsLogger"]
 
 
@@ -61,23 +63,20 @@ class MetricsLogger:
         for r in records:
             cols.extend(k for k in r if k not in cols)
         self._columns = cols
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
+
+        def write(f: Any) -> None:
             w = csv.DictWriter(f, fieldnames=cols)
             w.writeheader()
             w.writerows(records)
-        os.replace(tmp, self.csv_path)
+
+        atomic_write(self.csv_path, write, binary=False)
 
     def truncate(self, max_step: int) -> None:
         """Drop every record with ``step > max_step`` (used when resuming from a checkpoint at ``max_step``)."""
         if not self.jsonl_path.exists():
             return
         records = [r for r in self._read() if int(r.get("step", 0)) <= max_step]
-        tmp = self.jsonl_path.with_suffix(".jsonl.tmp")
-        with open(tmp, "w") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
-        os.replace(tmp, self.jsonl_path)
+        atomic_write_text(self.jsonl_path, "".join(json.dumps(r) + "\n" for r in records))
         self._rewrite_csv(records)
 
     def log(self, record: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Optimizers and LR schedulers from names or factories."""
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Iterable
 
 import torch
@@ -15,6 +16,32 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
     "adagrad": torch.optim.Adagrad,
 }
 SCHEDULERS = ("step", "multistep", "exponential", "cosine", "plateau", "linear", "onecycle")
+_SCHEDULER_CLASSES = {
+    "step": "StepLR", "multistep": "MultiStepLR", "exponential": "ExponentialLR", "cosine": "CosineAnnealingLR",
+    "plateau": "ReduceLROnPlateau", "linear": "LinearLR", "onecycle": "OneCycleLR",
+}
+
+
+def check_kwargs(cls: type, kwargs: dict[str, Any], key: str, skip: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` naming ``key.<name>`` for an entry of ``kwargs`` that ``cls`` does not take."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # pragma: no cover - no signature to check against
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items() if n not in skip and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                                          inspect.Parameter.KEYWORD_ONLY)]
+    for name in kwargs:
+        if name not in valid:
+            raise ConfigError(f"{key}.{name}: unknown argument of {cls.__name__}; valid: {', '.join(valid)}")
+
+
+def _construct(cls: type, key: str, label: str, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return cls(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {label} {cls.__name__} rejected its arguments: {exc}") from exc
 
 
 def build_optimizer(spec: str | Callable[..., Optimizer] | Optimizer, params: Iterable[torch.nn.Parameter], *,
@@ -25,6 +52,10 @@ def build_optimizer(spec: str | Callable[..., Optimizer] | Optimizer, params: It
         spec: a name (``adam``, ``adamw``, ``sgd``, ``rmsprop``, ``adagrad``; built with ``lr``, ``weight_decay``
             and ``kwargs``), an ``Optimizer`` subclass (same), a factory ``params -> Optimizer``, or a ready
             ``Optimizer`` (returned as is).
+
+    Raises:
+        ConfigError: an unknown name, or a ``kwargs`` key the optimizer does not take (``optimizer_kwargs.<key>``,
+            with the valid ones).
     """
     kwargs = dict(kwargs or {})
     if isinstance(spec, Optimizer):
@@ -33,9 +64,10 @@ def build_optimizer(spec: str | Callable[..., Optimizer] | Optimizer, params: It
         name = spec.lower()
         if name not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {spec!r}; expected one of {sorted(OPTIMIZERS)} or a callable")
-        return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay, **kwargs)
+        spec = OPTIMIZERS[name]
     if isinstance(spec, type) and issubclass(spec, Optimizer):
-        return spec(params, lr=lr, weight_decay=weight_decay, **kwargs)
+        check_kwargs(spec, kwargs, "optimizer_kwargs", skip=("self", "params", "lr", "weight_decay"))
+        return _construct(spec, "optimizer_kwargs", "optimizer", params, lr=lr, weight_decay=weight_decay, **kwargs)
     if callable(spec):
         opt = spec(params)
         if not isinstance(opt, Optimizer):
@@ -52,7 +84,8 @@ def build_scheduler(spec: str | Callable[[Optimizer], Any] | None, optimizer: Op
     ``cosine`` (``T_max=total``, ``eta_min``), ``linear`` (decay to ``end_factor=0`` over ``total``),
     ``onecycle`` (``max_lr`` = the optimizer's lr, ``total_steps=total``), ``plateau`` (``ReduceLROnPlateau``,
     stepped with the monitored validation metric). ``total`` is the run length in scheduler intervals.
-    A callable is called with the optimizer.
+    A callable is called with the optimizer. A ``kwargs`` key the scheduler does not take is a
+    :class:`ConfigError` naming ``scheduler_kwargs.<key>`` and the valid ones.
     """
     if spec is None:
         return None
@@ -60,6 +93,15 @@ def build_scheduler(spec: str | Callable[[Optimizer], Any] | None, optimizer: Op
     if callable(spec) and not isinstance(spec, str):
         return spec(optimizer)
     name = str(spec).lower()
+    S = torch.optim.lr_scheduler
+    if name in _SCHEDULER_CLASSES:
+        cls = getattr(S, _SCHEDULER_CLASSES[name])
+        check_kwargs(cls, kwargs, "scheduler_kwargs", skip=("self", "optimizer"))
+        return _build_scheduler(name, spec, optimizer, total, kwargs)
+    raise ConfigError(f"unknown scheduler {spec!r}; expected one of {list(SCHEDULERS)}, None or a callable")
+
+
+def _build_scheduler(name: str, spec: Any, optimizer: Optimizer, total: int | None, kwargs: dict[str, Any]) -> Any:
     S = torch.optim.lr_scheduler
 
     def need_total() -> int:
@@ -70,27 +112,25 @@ def build_scheduler(spec: str | Callable[[Optimizer], Any] | None, optimizer: Op
 
     if name == "step":
         kwargs.setdefault("step_size", max(1, (total or 30) // 3))
-        return S.StepLR(optimizer, **kwargs)
+        return _construct(S.StepLR, "scheduler_kwargs", "scheduler", optimizer, **kwargs)
     if name == "multistep":
-        return S.MultiStepLR(optimizer, **kwargs)
+        return _construct(S.MultiStepLR, "scheduler_kwargs", "scheduler", optimizer, **kwargs)
     if name == "exponential":
         kwargs.setdefault("gamma", 0.99)
-        return S.ExponentialLR(optimizer, **kwargs)
+        return _construct(S.ExponentialLR, "scheduler_kwargs", "scheduler", optimizer, **kwargs)
     if name == "cosine":
         if "T_max" not in kwargs:
             kwargs["T_max"] = need_total()
-        return S.CosineAnnealingLR(optimizer, **kwargs)
+        return _construct(S.CosineAnnealingLR, "scheduler_kwargs", "scheduler", optimizer, **kwargs)
     if name == "linear":
         kwargs.setdefault("start_factor", 1.0)
         kwargs.setdefault("end_factor", 0.0)
         if "total_iters" not in kwargs:
             kwargs["total_iters"] = need_total()
-        return S.LinearLR(optimizer, **kwargs)
+        return _construct(S.LinearLR, "scheduler_kwargs", "scheduler", optimizer, **kwargs)
     if name == "onecycle":
         kwargs.setdefault("max_lr", [g["lr"] for g in optimizer.param_groups])
         if "total_steps" not in kwargs:
             kwargs["total_steps"] = need_total()
-        return S.OneCycleLR(optimizer, **kwargs)
-    if name == "plateau":
-        return S.ReduceLROnPlateau(optimizer, **kwargs)
-    raise ConfigError(f"unknown scheduler {spec!r}; expected one of {list(SCHEDULERS)}, None or a callable")
+        return _construct(S.OneCycleLR, "scheduler_kwargs", "scheduler", optimizer, **kwargs)
+    return _construct(S.ReduceLROnPlateau, "scheduler_kwargs", "scheduler", optimizer, **kwargs)

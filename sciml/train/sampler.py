@@ -6,17 +6,28 @@ resumed run continues with exactly the batches an uninterrupted run would have d
 """
 from __future__ import annotations
 
+import random
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 
-__all__ = ["ResumableBatchSampler", "BatchLoader", "epoch_seed", "default_collate_fn", "move_to_device"]
+from sciml.errors import ConfigError
+from sciml.train.tree import map_tensors
+
+__all__ = ["ResumableBatchSampler", "BatchLoader", "epoch_seed", "batch_seed", "default_collate_fn",
+           "move_to_device"]
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """Seed of the shuffling generator for ``epoch``."""
     return seed * 100_003 + epoch
+
+
+def batch_seed(seed: int, epoch: int, batch: int) -> int:
+    """Seed of the RNGs a ``DataLoader`` worker uses while it fetches batch ``batch`` of ``epoch``."""
+    return (epoch_seed(seed, epoch) * 1_000_003 + batch) % 2**63
 
 
 class ResumableBatchSampler:
@@ -42,9 +53,9 @@ class ResumableBatchSampler:
                  drop_last: bool = False, rank: int = 0, world_size: int = 1,
                  pad: bool = True) -> None:
         if num_samples <= 0:
-            raise ValueError(f"dataset is empty (num_samples={num_samples}); expected at least one sample")
+            raise ConfigError(f"dataset is empty (num_samples={num_samples}); expected at least one sample")
         if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.num_samples, self.batch_size, self.shuffle, self.seed = num_samples, batch_size, shuffle, seed
         self.drop_last, self.rank, self.world_size, self.pad = drop_last, rank, world_size, pad
         if pad:
@@ -53,7 +64,7 @@ class ResumableBatchSampler:
             per_rank = len(range(rank, num_samples, world_size))
         self.num_batches = per_rank // batch_size if drop_last else -(-per_rank // batch_size)
         if self.num_batches == 0 and pad:
-            raise ValueError(f"drop_last=True with {per_rank} samples per rank and batch_size={batch_size} "
+            raise ConfigError(f"drop_last=True with {per_rank} samples per rank and batch_size={batch_size} "
                              "leaves no batch")
         self._cache: tuple[int, list[torch.Tensor]] | None = None
 
@@ -97,57 +108,117 @@ def default_collate_fn(items: list[Any]) -> Any:
     return default_collate(items)
 
 
+def _to_other(device: torch.device) -> Callable[[Any], Any]:
+    return lambda obj: obj.to(device) if hasattr(obj, "to") else obj
+
+
 def move_to_device(obj: Any, device: torch.device) -> Any:
-    """Move tensors (and anything with ``.to``) inside tuples, lists and dicts to ``device``."""
-    if isinstance(obj, torch.Tensor):
-        return obj if obj.device == device else obj.to(device, non_blocking=True)
-    if isinstance(obj, (list, tuple)):
-        moved = [move_to_device(o, device) for o in obj]
-        return type(obj)(moved) if not hasattr(obj, "_fields") else type(obj)(*moved)
-    if isinstance(obj, dict):
-        return {k: move_to_device(v, device) for k, v in obj.items()}
-    if hasattr(obj, "to"):
-        return obj.to(device)
-    return obj
+    """Move tensors (and anything with ``.to``) inside tuples and namedtuples, lists and dicts to ``device``
+    (:func:`sciml.train.tree.map_tensors`)."""
+    return map_tensors(lambda t: t if t.device == device else t.to(device, non_blocking=True), obj,
+                       other=_to_other(device))
+
+
+def _fetch(dataset: Any, indices: torch.Tensor, collate_fn: Callable[[list[Any]], Any], tensor_fast_path: bool) -> Any:
+    if tensor_fast_path:
+        return tuple(t[indices] for t in dataset.tensors)
+    idx = indices.tolist()
+    getitems = getattr(dataset, "__getitems__", None)
+    items = getitems(idx) if getitems is not None else [dataset[i] for i in idx]
+    return collate_fn(items)
+
+
+class _EpochBatches(Dataset):
+    """The batches of every epoch as one dataset keyed by ``(epoch, batch)``: a worker seeds python, numpy and
+    torch with :func:`batch_seed` before fetching, so a batch's random augmentation depends only on
+    ``(seed, epoch, batch)``, not on which worker fetched it or when the loader was created (resume)."""
+
+    def __init__(self, dataset: Any, sampler: "ResumableBatchSampler", collate_fn: Callable[[list[Any]], Any],
+                 tensor_fast_path: bool) -> None:
+        self.dataset, self.sampler, self.collate_fn = dataset, sampler, collate_fn
+        self.tensor_fast_path = tensor_fast_path
+
+    def __len__(self) -> int:  # pragma: no cover - only keys from _Keys are fetched
+        return len(self.sampler)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, j = key
+        s = batch_seed(self.sampler.seed, epoch, j)
+        random.seed(s)
+        np.random.seed(s % 2**32)
+        torch.manual_seed(s)
+        return _fetch(self.dataset, self.sampler.batches(epoch)[j], self.collate_fn, self.tensor_fast_path)
+
+
+class _Keys(Sampler):
+    """The ``(epoch, batch)`` keys of the next pass; reset before every ``iter(loader)`` (persistent workers)."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, int]] = []
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter(list(self.keys))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def _first(batch: Any) -> Any:
+    return batch
 
 
 class BatchLoader:
     """Fetches and collates the batches a :class:`ResumableBatchSampler` yields, from any position of an epoch.
 
     A ``TensorDataset`` is indexed with the whole index tensor at once; a dataset with ``__getitems__`` gets the
-    index list; anything else is indexed item by item. ``num_workers > 0`` hands fetching to a ``DataLoader``.
+    index list; anything else is indexed item by item.
+
+    ``num_workers > 0`` hands fetching to one ``DataLoader`` with persistent workers (forked once, reused by every
+    epoch until :meth:`close`) and its own generator, so creating it draws nothing from the global torch RNG. Each
+    batch is fetched with python/numpy/torch seeded by :func:`batch_seed` ``(seed, epoch, batch)``: random
+    augmentation in the dataset is the same in a resumed run as in an uninterrupted one. A dataset with a single
+    item (full-batch ``[data]``) is always fetched in the main process (no worker processes, global RNGs, as with
+    ``num_workers=0``).
     """
 
     def __init__(self, dataset: Sequence[Any], sampler: ResumableBatchSampler, *,
                  collate_fn: Callable[[list[Any]], Any] | None = None, num_workers: int = 0,
                  device: torch.device | None = None) -> None:
-        self.dataset, self.sampler, self.num_workers = dataset, sampler, num_workers
+        self.dataset, self.sampler = dataset, sampler
+        self.num_workers = num_workers if len(dataset) > 1 else 0
         self.collate_fn = collate_fn or default_collate_fn
         self.device = device
         self._tensor_fast_path = isinstance(dataset, TensorDataset) and collate_fn is None
         self._needs_move = device is not None and device.type != "cpu"
+        self._loader: DataLoader | None = None
+        self._keys = _Keys()
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def fetch(self, indices: torch.Tensor) -> Any:
-        if self._tensor_fast_path:
-            batch: Any = tuple(t[indices] for t in self.dataset.tensors)  # type: ignore[attr-defined]
-        else:
-            idx = indices.tolist()
-            getitems = getattr(self.dataset, "__getitems__", None)
-            items = getitems(idx) if getitems is not None else [self.dataset[i] for i in idx]
-            batch = self.collate_fn(items)
+        batch = _fetch(self.dataset, indices, self.collate_fn, self._tensor_fast_path)
         return move_to_device(batch, self.device) if self._needs_move else batch
 
     def iterate(self, epoch: int, start: int = 0) -> Iterator[Any]:
         """Batches ``start, start+1, ...`` of ``epoch``."""
-        batches = self.sampler.batches(epoch)[start:]
         if self.num_workers <= 0:
-            for indices in batches:
+            for indices in self.sampler.batches(epoch)[start:]:
                 yield self.fetch(indices)
             return
-        loader = DataLoader(self.dataset, batch_sampler=[b.tolist() for b in batches], num_workers=self.num_workers,
-                            collate_fn=self.collate_fn, pin_memory=self._needs_move)
-        for batch in loader:
+        if self._loader is None:
+            self._loader = DataLoader(
+                _EpochBatches(self.dataset, self.sampler, self.collate_fn, self._tensor_fast_path),
+                batch_size=None, sampler=self._keys, num_workers=self.num_workers, collate_fn=_first,
+                pin_memory=self._needs_move, persistent_workers=True,
+                generator=torch.Generator().manual_seed(epoch_seed(self.sampler.seed, 0)))
+        self._keys.keys = [(epoch, j) for j in range(start, len(self.sampler))]
+        for batch in self._loader:
             yield move_to_device(batch, self.device) if self._needs_move else batch
+
+    def close(self) -> None:
+        """Stop the worker processes (if any); the next :meth:`iterate` starts new ones."""
+        loader, self._loader = self._loader, None
+        it = getattr(loader, "_iterator", None) if loader is not None else None
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()

@@ -43,7 +43,8 @@ class TrainingInterrupted(SciMLError, SystemExit):
 
 class PreemptionFlag:
     """Context manager installing SIGUSR1/SIGTERM handlers that only record the signal; previous handlers are
-    restored on exit. Outside the main thread no handler is installed (Python allows them only there).
+    restored on exit (the default action where the previous one was installed outside Python and cannot be
+    restored). Outside the main thread no handler is installed (Python allows them only there).
 
     Args:
         signals (tuple): signals to catch. (default: ``(SIGUSR1, SIGTERM)``)
@@ -73,5 +74,6 @@ class PreemptionFlag:
 
     def __exit__(self, *exc: Any) -> None:
         for s, h in self._previous.items():
-            signal.signal(s, h)
+            # None: the previous handler was not installed from Python (it cannot be put back); use the default
+            signal.signal(s, signal.SIG_DFL if h is None else h)
         self._previous.clear()

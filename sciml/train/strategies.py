@@ -82,7 +82,7 @@ class LayerLocal(Strategy):
 
     Args:
         mode (str): ``"greedy"`` (train block 0 until its budget or early stop, restore its best weights, then
-            block 1, ...; frozen blocks below run under ``no_grad``) or ``"simultaneous"`` (every step updates
+            block 1, ...; frozen blocks below run under ``no_grad`` in eval mode, their modes restored afterwards) or ``"simultaneous"`` (every step updates
             all blocks, each on the detached output of the block below).
     """
     name = "layer_local"
@@ -103,6 +103,10 @@ class LayerLocal(Strategy):
         self.blocks = list(task.blocks(model)) if hasattr(task, "blocks") else list(model.blocks)  # type: ignore
         if not self.blocks:
             raise ConfigError("strategy='layer_local' found no blocks")
+        if isinstance(trainer.optimizer_spec, Optimizer):
+            raise ConfigError("optimizer: strategy='layer_local' builds one optimizer per block, so it needs a name, "
+                              "an Optimizer class or a factory (params -> Optimizer), not an Optimizer instance "
+                              "(it would be shared by every block)")
         self.optimizers, self.named_params = [], []
         for k, block in enumerate(self.blocks):
             params = [p for p in block.parameters() if p.requires_grad]
@@ -124,9 +128,17 @@ class LayerLocal(Strategy):
         inputs = task.block_input(model, batch)
         if self.mode == "greedy":
             k0 = trainer.state.phase
-            with torch.no_grad():
-                for j in range(k0):
-                    inputs = task.block_forward(model, j, self.blocks[j], inputs, batch)
+            if k0:
+                # frozen blocks run in eval mode (no dropout, BatchNorm uses and keeps its running statistics)
+                modes = [(m, m.training) for j in range(k0) for m in self.blocks[j].modules()]
+                try:
+                    with torch.no_grad():
+                        for j in range(k0):
+                            self.blocks[j].eval()
+                            inputs = task.block_forward(model, j, self.blocks[j], inputs, batch)
+                finally:
+                    for m, mode in modes:
+                        m.training = mode
             indices = [k0]
         else:
             indices = list(range(len(self.blocks)))

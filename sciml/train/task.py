@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sciml.errors import ConfigError
+from sciml.train.tree import map_tensors
 
 __all__ = ["Task", "SupervisedTask", "LayerLocalTask", "detach_tree"]
 
@@ -81,17 +82,14 @@ class SupervisedTask(Task):
         return int(batch[1].shape[0])
 
 
+def _detach_other(obj: Any) -> Any:
+    return obj.detach() if hasattr(obj, "detach") else obj
+
+
 def detach_tree(obj: Any) -> Any:
-    """``obj`` with every tensor inside (tuples, lists, dicts, objects with ``.detach``) detached."""
-    if isinstance(obj, Tensor):
-        return obj.detach()
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(detach_tree(o) for o in obj)
-    if isinstance(obj, dict):
-        return {k: detach_tree(v) for k, v in obj.items()}
-    if hasattr(obj, "detach"):
-        return obj.detach()
-    return obj
+    """``obj`` with every tensor inside (tuples and namedtuples, lists, dicts, objects with ``.detach``) detached
+    (:func:`sciml.train.tree.map_tensors`)."""
+    return map_tensors(Tensor.detach, obj, other=_detach_other)
 
 
 class LayerLocalTask(Task):

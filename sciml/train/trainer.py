@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-import math
+import numbers
 import os
 import time
 import warnings
@@ -17,10 +18,12 @@ from torch.optim import Optimizer
 import sciml
 from sciml.errors import CheckpointError, ConfigError, NonFiniteError
 from sciml.train.callbacks import EarlyStopping, ExponentialMovingAverage
+from sciml.io import atomic_write_text, remove_stale_temp_files
 from sciml.train.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_path, find_latest_checkpoint,
-                                    load_checkpoint, prune_checkpoints, save_checkpoint)
+                                    list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint)
+from sciml.train.checkpoint import remove_stale_temp_files as remove_stale_checkpoint_temps
 from sciml.train.distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier, broadcast_flag,
-                                     init_distributed)
+                                     init_distributed, sync_gradients)
 from sciml.train.loggers import MetricsLogger
 from sciml.train.optim import build_scheduler
 from sciml.train.progress import BarProgress, Progress, make_progress
@@ -50,6 +53,36 @@ def _require(cond: bool, key: str, msg: str) -> None:
         raise ConfigError(f"Trainer argument '{key}': {msg}")
 
 
+def _require_int(value: Any, key: str, minimum: int, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    _require(isinstance(value, numbers.Integral) and not isinstance(value, bool), key,
+             f"must be an integer, got {value!r}")
+    _require(value >= minimum, key, f"must be >= {minimum}, got {value}")
+
+
+_EARLY_STOPPING_KEYS = [f.name for f in dataclasses.fields(EarlyStopping) if f.init]
+
+
+def _total_norm(grads: list[Tensor]) -> Tensor:
+    """Global L2 norm of ``grads``, as ``clip_grad_norm_`` computes it."""
+    fn = getattr(torch.nn.utils, "get_total_norm", None)  # torch >= 2.6
+    if fn is not None:
+        return fn(grads, foreach=True)
+    norms = torch._foreach_norm(grads, 2.0)  # pragma: no cover - torch < 2.6
+    return torch.linalg.vector_norm(torch.stack([n.to(grads[0].device) for n in norms]), 2.0)
+
+
+def _clip_with_norm(params: list[Tensor], max_norm: float, norm: Tensor) -> None:
+    """Scale the gradients of ``params`` by ``min(1, max_norm / (norm + 1e-6))``, as ``clip_grad_norm_`` does."""
+    fn = getattr(torch.nn.utils, "clip_grads_with_norm_", None)  # torch >= 2.6
+    if fn is not None:
+        fn(params, max_norm, norm, foreach=True)
+        return
+    coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)  # pragma: no cover - torch < 2.6
+    torch._foreach_mul_([p.grad for p in params], coef)
+
+
 class Trainer:
     r"""Trains ``model`` on ``train_data`` with the loss and metrics of ``task``.
 
@@ -69,7 +102,9 @@ class Trainer:
         batch_size (int): samples per micro-batch and rank. (default: ``1``)
         shuffle (bool): reshuffle every epoch (the order depends only on ``seed`` and the epoch). (default: ``True``)
         drop_last (bool): drop the last incomplete batch of an epoch. (default: ``False``)
-        num_workers (int): ``DataLoader`` worker processes for fetching (``0``: fetch in the loop). (default: ``0``)
+        num_workers (int): ``DataLoader`` worker processes for fetching (``0``: fetch in the loop). The workers
+            persist across epochs and seed python/numpy/torch per batch from ``(seed, epoch, batch)``, so a resumed
+            run fetches the same random augmentations; a one-item dataset is fetched in the loop. (default: ``0``)
         val_batch_size (int, optional): batch size for validation. (default: ``batch_size``)
         optimizer (str or callable): ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"``, ``"adagrad"``, an
             ``Optimizer`` class, a factory ``params -> Optimizer`` or (backprop only) an ``Optimizer``.
@@ -93,7 +128,7 @@ class Trainer:
         accumulate (int): micro-batches per optimizer step; losses are scaled by ``1/accumulate`` so a mean loss
             over ``accumulate`` equal batches equals the mean over their union. (default: ``1``)
         ema (float, optional): decay of an exponential moving average of the weights; validation and
-            :meth:`evaluate` use the averaged weights. (default: ``None``)
+            :meth:`evaluate` use the averaged weights (the best ones after ``restore_best``). (default: ``None``)
         amp (bool): mixed precision on CUDA (ignored with a warning on CPU). (default: ``False``)
         amp_dtype (str): ``"float16"`` (with a ``GradScaler``) or ``"bfloat16"``. (default: ``"float16"``)
         run_dir (str, optional): where checkpoints and metrics go; ``None`` writes nothing. (default: ``None``)
@@ -101,21 +136,24 @@ class Trainer:
             (default: ``1000``)
         keep_last (int): checkpoints kept (``0``: all). (default: ``3``)
         resume (str, optional): ``"auto"`` (newest loadable checkpoint in ``run_dir``, if any), ``"never"``/
-            ``None``, or a checkpoint path (must load). (default: ``"auto"``)
+            ``None`` (a ``run_dir`` that already holds checkpoints is a :class:`~sciml.errors.ConfigError`), or a
+            checkpoint path (must load). A mid-epoch checkpoint needs the same ``batch_size``, world size, dataset
+            length, ``accumulate`` and ``drop_last`` (:class:`~sciml.errors.CheckpointError` naming the change).
+            (default: ``"auto"``)
         seed (int, optional): seeds python/numpy/torch (``seed + rank``) when a fresh run starts, and the sampler.
             (default: ``0``)
         deterministic (bool): deterministic algorithms during :meth:`fit`. (default: ``False``)
         device (str): ``"auto"`` (``cuda:<local_rank>`` if available, else ``cpu``), ``"cpu"``, ``"cuda"``...
             (default: ``"auto"``)
-        distributed (str): ``"auto"`` (DDP when launched by ``torchrun``/``srun`` with several processes) or
-            ``"off"``. (default: ``"auto"``)
+        distributed (str): ``"auto"`` (DDP when launched by ``torchrun`` or an ``srun`` step with several
+            processes) or ``"off"``. (default: ``"auto"``)
         strategy (str): ``"backprop"`` or ``"layer_local"``. (default: ``"backprop"``)
         layer_local_mode (str): ``"greedy"`` or ``"simultaneous"``. (default: ``"greedy"``)
         log_every (int): steps between training-metric records (means over the window). (default: ``50``)
         progress (str): ``"auto"`` (bar on a TTY, lines otherwise), ``"bar"``, ``"log"``, ``"none"``.
             (default: ``"auto"``)
-        check_finite (bool): stop with :class:`~sciml.errors.NonFiniteError` on a NaN/inf loss or gradient.
-            (default: ``True``)
+        check_finite (bool): stop with :class:`~sciml.errors.NonFiniteError` on a NaN/inf loss or gradient, before
+            the optimizer step (one fused check, one host read per step). (default: ``True``)
         on_preempt (str): after SIGUSR1/SIGTERM and the checkpoint: ``"raise"``
             :class:`~sciml.train.TrainingInterrupted` (a ``SystemExit`` with status ``EXIT_PREEMPTED`` = 75) or
             ``"return"`` the summary with ``status="preempted"``. (default: ``"raise"``)
@@ -174,13 +212,17 @@ class Trainer:
     ) -> None:
         _require(max_steps is not None or max_epochs is not None, "max_steps",
                  "set max_steps and/or max_epochs (both are None)")
-        _require(max_steps is None or max_steps > 0, "max_steps", f"must be positive, got {max_steps}")
-        _require(max_epochs is None or max_epochs > 0, "max_epochs", f"must be positive, got {max_epochs}")
-        _require(batch_size >= 1, "batch_size", f"must be >= 1, got {batch_size}")
-        _require(accumulate >= 1, "accumulate", f"must be >= 1, got {accumulate}")
-        _require(val_every >= 1, "val_every", f"must be >= 1, got {val_every}")
-        _require(log_every >= 1, "log_every", f"must be >= 1, got {log_every}")
-        _require(checkpoint_every >= 0, "checkpoint_every", f"must be >= 0, got {checkpoint_every}")
+        _require_int(max_steps, "max_steps", 1, optional=True)
+        _require_int(max_epochs, "max_epochs", 1, optional=True)
+        _require_int(batch_size, "batch_size", 1)
+        _require_int(val_batch_size, "val_batch_size", 1, optional=True)
+        _require_int(accumulate, "accumulate", 1)
+        _require_int(val_every, "val_every", 1)
+        _require_int(log_every, "log_every", 1)
+        _require_int(checkpoint_every, "checkpoint_every", 0)
+        _require_int(keep_last, "keep_last", 0)
+        _require_int(num_workers, "num_workers", 0)
+        _require(distributed in ("auto", "off"), "distributed", f"must be 'auto' or 'off', got {distributed!r}")
         _require(val_unit in ("epoch", "step"), "val_unit", f"must be 'epoch' or 'step', got {val_unit!r}")
         _require(scheduler_interval in ("epoch", "step"), "scheduler_interval",
                  f"must be 'epoch' or 'step', got {scheduler_interval!r}")
@@ -191,6 +233,9 @@ class Trainer:
         _require(grad_clip is None or grad_clip > 0, "grad_clip", f"must be positive, got {grad_clip}")
         _require(len(train_data) > 0, "train_data", "is empty")
         if isinstance(early_stopping, dict):
+            for key in early_stopping:
+                _require(key in _EARLY_STOPPING_KEYS, f"early_stopping.{key}",
+                         f"unknown key; valid: {', '.join(_EARLY_STOPPING_KEYS)}")
             early_stopping = EarlyStopping(**early_stopping)
         _require(early_stopping is None or val_data is not None, "early_stopping", "needs val_data")
         _require(scheduler != "plateau" or val_data is not None, "scheduler", "'plateau' needs val_data")
@@ -243,7 +288,8 @@ class Trainer:
         self.train_loader = BatchLoader(train_data, self.train_sampler, collate_fn=collate_fn,
                                         num_workers=num_workers, device=dev)
         self.collate_fn, self.num_workers = collate_fn, num_workers
-        self.val_batch_size = val_batch_size or batch_size
+        self.val_batch_size = val_batch_size if val_batch_size is not None else batch_size
+        self.batch_size, self.drop_last, self.num_samples = batch_size, drop_last, len(train_data)
         self.val_loader = self._eval_loader(val_data) if val_data is not None else None
         self.steps_per_epoch = -(-len(self.train_loader) // accumulate)
 
@@ -266,6 +312,11 @@ class Trainer:
         self.ema = ExponentialMovingAverage(self.model, ema) if ema is not None else None
 
         self._one = torch.ones(1, device=dev)
+        self._flags = torch.zeros(2, device=dev)  # [non-finite found, preemption signal]: one read per step
+        self._step_losses: list[tuple[str, Tensor, int]] = []
+        self._micro = 0
+        self._preempt_agreed = False
+        self._flag: Any = _NoSignals()
         self.state = TrainState()
         self._best_state: dict[str, Tensor] | None = None
         self._last_checkpoint: Path | None = None
@@ -284,18 +335,19 @@ class Trainer:
         return contextlib.nullcontext()
 
     def check_loss(self, out: Any, label: str) -> Tensor:
-        """The scalar ``out["loss"]``; raises :class:`NonFiniteError` if it is NaN/inf (and checks are on)."""
+        """The scalar ``out["loss"]``. With ``check_finite`` it is also registered for the step's non-finite check:
+        one fused device-side check of every loss and gradient of the step, read once before the optimizer step
+        (no host sync per micro-batch); a NaN/inf loss then raises :class:`NonFiniteError` naming ``label``."""
         loss = out.get("loss") if isinstance(out, dict) else None
         if not isinstance(loss, Tensor) or loss.numel() != 1:
             raise ConfigError(f"{type(self.task).__name__} must return a dict with a scalar tensor 'loss' "
                               f"({label}); got {type(out).__name__} with keys "
                               f"{sorted(out) if isinstance(out, dict) else '-'}")
-        if self.check_finite and not math.isfinite(loss.item()):  # .item(): ~10x cheaper than torch.isfinite
-            s = self.state
-            raise NonFiniteError(
-                f"non-finite {label} ({loss.item()}) at step {s.step + 1} (epoch {s.epoch}, batch "
-                f"{s.batch_in_epoch}); no checkpoint is written for this step, the last good checkpoint is "
-                f"{self._last_checkpoint or 'none'}")
+        if self.check_finite:
+            d = loss.detach()
+            if d.device != self.device:  # the fused check runs on the training device
+                d = d.to(self.device)
+            self._step_losses.append((label, d, self.state.batch_in_epoch + self._micro))
         return loss
 
     def backward(self, loss: Tensor, scale: float = 1.0) -> None:
@@ -311,6 +363,11 @@ class Trainer:
                                         rank=self.dist.rank, world_size=self.dist.world_size, pad=False)
         return BatchLoader(data, sampler, collate_fn=self.collate_fn, num_workers=self.num_workers,
                            device=self.device)
+
+    def _data_layout(self) -> dict[str, Any]:
+        """What the sampler position ``(epoch, batch_in_epoch)`` means; checked on resume."""
+        return {"batch_size": self.batch_size, "world_size": self.dist.world_size, "num_samples": self.num_samples,
+                "accumulate": self.accumulate, "drop_last": self.drop_last}
 
     # ------------------------------------------------------------------ public API
     def fit(self) -> dict[str, Any]:
@@ -332,6 +389,8 @@ class Trainer:
             if not resumed and self.seed is not None:
                 seed_everything(self.seed + self.dist.rank)
             if self.run_dir is not None and self.dist.is_main:
+                remove_stale_checkpoint_temps(self.run_dir / "checkpoints")  # left by a SIGKILL mid-write
+                remove_stale_temp_files(self.run_dir)
                 self._logger = MetricsLogger(self.run_dir, tensorboard=self.tensorboard)
                 self._logger.truncate(self.state.step)
             total = self.max_steps if self.max_steps is not None else (self.max_epochs or 0) * self.steps_per_epoch
@@ -340,16 +399,19 @@ class Trainer:
             if resumed:
                 self._progress.message(f"resumed from {self._resumed_from} at step {self.state.step}")
             try:
+                self._flag = flag
                 self._loop(flag)
             finally:
+                self._flag = _NoSignals()
                 self._progress.close()
                 if self._logger is not None:
                     self._logger.close()
+                self.train_loader.close()
+                if self.val_loader is not None:
+                    self.val_loader.close()
         summary = self.summary()
         if self.run_dir is not None and self.dist.is_main:
-            tmp = self.run_dir / "summary.json.tmp"
-            tmp.write_text(json.dumps(summary, indent=2, default=str))
-            os.replace(tmp, self.run_dir / "summary.json")
+            atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         if self._preempted_by and self.on_preempt == "raise":
             raise TrainingInterrupted(
                 f"training preempted by {self._preempted_by} after step {self.state.step}; checkpoint "
@@ -361,8 +423,13 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, data: Sequence[Any], *, batch_size: int | None = None) -> dict[str, float]:
         """Metrics of ``task.validation_step`` averaged over ``data`` (weighted by ``task.batch_size``; over all
-        ranks under DDP), with the EMA weights if ``ema`` is set."""
-        return self._evaluate(self._eval_loader(data, batch_size), phase=None)
+        ranks under DDP), with the EMA weights if ``ema`` is set (the restored best weights after a run that
+        ended with ``early_stopping.restore_best``)."""
+        loader = self._eval_loader(data, batch_size)
+        try:
+            return self._evaluate(loader, phase=None)
+        finally:
+            loader.close()
 
     def summary(self) -> dict[str, Any]:
         s, es = self.state, self.early_stopping
@@ -423,7 +490,8 @@ class Trainer:
                         stop_reason = "max_epochs"
                 phase_changed = self._end_phase(stop_reason) if stop_reason else False
 
-                preempt = broadcast_flag(flag.is_set, self.dist, self.device)
+                # under DDP the ranks agreed on the flag in the step's one flag all-reduce (_optimizer_step)
+                preempt = self._preempt_agreed if self.dist.enabled else flag.is_set
                 due = self.checkpoint_every > 0 and s.step % self.checkpoint_every == 0
                 if self.run_dir is not None and (due or preempt or s.finished):
                     self._save_checkpoint()
@@ -463,46 +531,79 @@ class Trainer:
         active = self._active()
         for i in active:
             self.optimizers[i].zero_grad(set_to_none=True)
+        self._step_losses = []
         scale = 1.0 / g
         sums = self._win_sums
         for i in range(g):
             batch = next(it)
+            self._micro = i
             out = self.strategy.train_micro(self, batch, scale, sync=(i == g - 1))
             for k, v in out.items():
                 if isinstance(v, Tensor):
                     v = v.detach() if g == 1 else v.detach() * scale
                     prev = sums.get(k)
                     sums[k] = v if prev is None else prev + v
+        self._micro = 0
         self._win_count += 1
         self._optimizer_step(active)
 
     def _optimizer_step(self, active: list[int]) -> None:
+        """Sync (layer-local DDP), unscale, check, clip and step the ``active`` optimizers.
+
+        The non-finite check is one fused device-side scan of the step's losses and gradients (or gradient norms with
+        ``grad_clip``) into one flag; the flag is read once per step, before any optimizer steps (under DDP it is
+        all-reduced together with the preemption flag, so all ranks stop together). Details (which loss or
+        parameter) are looked up only after the flag says something is wrong.
+        """
         strategy = self.strategy
         if self.dist.enabled and strategy.manual_grad_sync:
-            w = float(self.dist.world_size)
-            for i in active:
-                for _, p in strategy.named_params[i]:
-                    if p.grad is not None:
-                        all_reduce_sum(p.grad, self.dist).div_(w)
+            sync_gradients([p for i in active for _, p in strategy.named_params[i]], self.dist)
         scaler = self.scaler
+        if scaler is not None:
+            for i in active:
+                scaler.unscale_(self.optimizers[i])
+        check = self.check_finite
+        tensors: list[Tensor] = [loss for _, loss, _ in self._step_losses] if check else []
+        clip: dict[int, tuple[list[Tensor], Tensor]] = {}
+        if self.grad_clip is not None or (check and scaler is None):
+            for i in active:
+                params = [p for _, p in strategy.named_params[i] if p.grad is not None]
+                if not params:
+                    continue
+                grads = [p.grad for p in params]
+                if self.grad_clip is not None:
+                    norm = _total_norm(grads)  # type: ignore[arg-type]
+                    clip[i] = (params, norm)
+                    if check and scaler is None:
+                        tensors.append(norm)
+                elif check:
+                    tensors.extend(grads)  # type: ignore[arg-type]
+        flags = self._flags
+        if tensors or self.dist.enabled:
+            flags.zero_()
+        if tensors:  # GradScaler's fused inf/NaN scan (multiplies by exactly 1.0): the cheapest check measured
+            by_dtype: dict[torch.dtype, list[Tensor]] = {}
+            for t in tensors:
+                by_dtype.setdefault(t.dtype, []).append(t)
+            for group in by_dtype.values():  # one call per dtype, as GradScaler does (usually a single one)
+                torch._amp_foreach_non_finite_check_and_unscale_(group, flags[:1], self._one)
+        bad = False
+        if self.dist.enabled:
+            if self._flag.is_set:
+                flags[1] = 1.0
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+            found, preempt = flags.tolist()
+            bad, self._preempt_agreed = found != 0.0, preempt != 0.0
+        elif tensors:
+            bad = flags[0].item() != 0.0
+        if bad:
+            self._raise_nonfinite(active, clip)
+        self._step_losses = []
         for i in active:
             opt = self.optimizers[i]
-            if scaler is not None:
-                scaler.unscale_(opt)
-            if self.grad_clip is not None or (self.check_finite and scaler is None):
-                grads = [p.grad for _, p in strategy.named_params[i] if p.grad is not None]
-                if grads:
-                    if self.grad_clip is not None:
-                        norm = torch.nn.utils.clip_grad_norm_(
-                            [p for _, p in strategy.named_params[i] if p.grad is not None], self.grad_clip,
-                            foreach=True)
-                        bad = not math.isfinite(norm.item())
-                    else:  # GradScaler's fused inf/NaN scan (multiplies by exactly 1.0): cheapest check measured
-                        found = torch.zeros(1, device=grads[0].device)
-                        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, self._one)
-                        bad = found.item() != 0.0
-                    if bad and self.check_finite and scaler is None:
-                        self._raise_nonfinite_grad(i)
+            if i in clip:
+                params, norm = clip[i]
+                _clip_with_norm(params, self.grad_clip, norm)
             if scaler is not None:
                 scaler.step(opt)
             else:
@@ -520,17 +621,26 @@ class Trainer:
             if sched is not None and not self._plateau[i]:
                 sched.step()
 
-    def _raise_nonfinite_grad(self, group: int) -> None:
+    def _raise_nonfinite(self, active: list[int], clip: dict[int, tuple[list[Tensor], Tensor]]) -> None:
         s = self.state
+        where = (f"at step {s.step + 1} (epoch {s.epoch}, batch {{batch}}); no checkpoint is written for this step, "
+                 f"the last good checkpoint is {self._last_checkpoint or 'none'}")
+        for label, loss, batch in self._step_losses:
+            if not bool(torch.isfinite(loss).all()):
+                raise NonFiniteError(f"non-finite {label} ({loss.item()}) " + where.format(batch=batch))
         bad = []
-        for name, p in self.strategy.named_params[group]:
-            if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
-                n_bad = int((~torch.isfinite(p.grad)).sum())
-                bad.append(f"'{name}' ({n_bad} of {p.grad.numel()} entries NaN/inf)")
-        raise NonFiniteError(
-            f"non-finite gradient at step {s.step + 1} (epoch {s.epoch}, batch {s.batch_in_epoch}): parameter "
-            f"{', '.join(bad) or '(unknown)'}; no checkpoint is written for this step, the last good checkpoint "
-            f"is {self._last_checkpoint or 'none'}")
+        for i in active:
+            for name, p in self.strategy.named_params[i]:
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                    n_bad = int((~torch.isfinite(p.grad)).sum())
+                    bad.append(f"'{name}' ({n_bad} of {p.grad.numel()} entries NaN/inf)")
+        if bad:
+            what = "parameter " + ", ".join(bad)
+        elif any(not bool(torch.isfinite(norm).all()) for _, norm in clip.values()):
+            what = "the gradient norm overflowed (every gradient is finite); lower the loss scale or lr"
+        else:
+            what = "a loss or gradient on another rank"
+        raise NonFiniteError(f"non-finite gradient {where.format(batch=s.batch_in_epoch)}: {what}")
 
     # ------------------------------------------------------------------ metrics
     def _lr(self) -> float:
@@ -539,7 +649,14 @@ class Trainer:
     def _log_train(self) -> None:
         s = self.state
         n = max(self._win_count, 1)
-        means = {k: float(v) / n for k, v in self._win_sums.items()}
+        if self.dist.enabled and self._win_sums:
+            # every rank's window: one all-reduce of the sums (the ranks log the same keys), mean over ranks
+            keys = sorted(self._win_sums)
+            vec = torch.stack([self._win_sums[k].detach().reshape(()).double() for k in keys])
+            all_reduce_sum(vec, self.dist)
+            means = dict(zip(keys, (vec / (n * self.dist.world_size)).tolist()))
+        else:
+            means = {k: float(v) / n for k, v in self._win_sums.items()}
         self._win_sums, self._win_count = {}, 0
         s.last_train = means
         record: dict[str, Any] = {"split": "train", "step": s.step, "epoch": s.epoch}
@@ -585,10 +702,10 @@ class Trainer:
     def _evaluate(self, loader: BatchLoader, phase: int | None) -> dict[str, float]:
         model = self.model
         was_training = model.training
-        backup = None
+        swapped = False
         if self.ema is not None:
-            backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            self.ema.copy_to(model)
+            self.ema.swap()  # the averaged weights in, in place (no copy); swapped back below
+            swapped = True
         model.eval()
         sums: dict[str, Any] = {}
         total = 0.0
@@ -609,8 +726,8 @@ class Trainer:
                         sums[k] = sums.get(k, 0.0) + v * w
                     total += w
         finally:
-            if backup is not None:
-                model.load_state_dict(backup)
+            if swapped:
+                self.ema.swap()
             model.train(was_training)
         keys = sorted(sums)
         if self.dist.enabled:
@@ -633,6 +750,8 @@ class Trainer:
         if es is not None and es.restore_best and self._best_state is not None:
             with torch.no_grad():
                 self.model.load_state_dict(self._best_state)
+                if self.ema is not None:  # evaluation (and sciml eval) use ema.shadow: the best weights there too
+                    self.ema.copy_from(self._best_state)
         if s.phase + 1 < self.strategy.num_phases:
             s.phase += 1
             s.phase_step = s.phase_epoch = 0
@@ -650,7 +769,9 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _payload(self) -> dict[str, Any]:
         s = self.state
-        rng = all_gather_objects(get_rng_state(), self.dist)
+        window = {"sums": {k: v.detach().cpu() for k, v in self._win_sums.items()}, "count": self._win_count}
+        per_rank = all_gather_objects({"rng": get_rng_state(), "window": window}, self.dist)
+        rng = [r["rng"] for r in per_rank]
         train_state = s.state_dict()
         train_state["elapsed_s"] = self._elapsed()
         return {
@@ -666,7 +787,9 @@ class Trainer:
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping is not None else None,
             "best_model": self._best_state,
             "task": self.task.state_dict(),
-            "metrics_window": {"sums": dict(self._win_sums), "count": self._win_count},
+            "metrics_window": window,
+            "metrics_windows": [r["window"] for r in per_rank],
+            "data_layout": self._data_layout(),
             "rng": rng,
         }
 
@@ -682,6 +805,13 @@ class Trainer:
 
     def _resume(self) -> bool:
         if self.resume is None or str(self.resume) in ("never", "none", ""):
+            if self.run_dir is not None:
+                taken = broadcast_flag(bool(list_checkpoints(self.run_dir / "checkpoints")), self.dist, self.device)
+                if taken:
+                    raise ConfigError(
+                        f"Trainer argument 'resume': run_dir {str(self.run_dir)!r} already holds checkpoints of another "
+                        "run; use resume='auto' to continue it or a new run_dir (resume='never' would mix the two runs' "
+                        "checkpoints and metrics)")
             return False
         if str(self.resume) == "auto":
             if self.run_dir is None:
@@ -697,6 +827,22 @@ class Trainer:
         self._resumed_from = self._last_checkpoint = path
         return True
 
+    def _check_data_layout(self, payload: dict[str, Any], state: TrainState, source: str) -> None:
+        """A checkpoint taken mid-epoch can only continue with the same batching: ``batch_in_epoch`` counts batches
+        of the old layout. At an epoch boundary (``batch_in_epoch == 0``) the next epoch simply starts with the new
+        batching, so changes are allowed there."""
+        new, nb = self._data_layout(), len(self.train_loader)
+        old = payload.get("data_layout")
+        if state.batch_in_epoch == 0:
+            return
+        changed = [f"{k} {old[k]} -> {new[k]}" for k in new if old is not None and k in old and old[k] != new[k]]
+        if changed or state.batch_in_epoch >= nb:
+            detail = ", ".join(changed) or f"{nb} batches per epoch now"
+            raise CheckpointError(
+                f"{source} stopped mid-epoch (epoch {state.epoch}, batch {state.batch_in_epoch}) and the data layout "
+                f"changed: {detail}; resume with the original batch_size/world size/dataset/accumulate/drop_last, or "
+                "from a checkpoint at an epoch boundary (there the new batching is exact)")
+
     def load_state_dict(self, payload: dict[str, Any], *, source: str = "checkpoint") -> None:
         """Restore the full TrainState from a checkpoint payload (see :func:`~sciml.train.load_checkpoint`)."""
         if payload.get("strategy") != self.strategy.name:
@@ -705,6 +851,9 @@ class Trainer:
         if len(payload["optimizers"]) != len(self.optimizers):
             raise CheckpointError(f"{source} holds {len(payload['optimizers'])} optimizer states, this Trainer has "
                                   f"{len(self.optimizers)}")
+        state = TrainState()
+        state.load_state_dict(payload["train_state"])
+        self._check_data_layout(payload, state, source)
         try:
             self.model.load_state_dict(payload["model"])
             for opt, st in zip(self.optimizers, payload["optimizers"]):
@@ -723,9 +872,10 @@ class Trainer:
         best = payload.get("best_model")
         self._best_state = {k: v.to(self.device) for k, v in best.items()} if best is not None else None
         self.task.load_state_dict(payload.get("task") or {})
-        self.state = TrainState()
-        self.state.load_state_dict(payload["train_state"])
-        window = payload.get("metrics_window") or {}
+        self.state = state
+        windows = payload.get("metrics_windows") or []
+        window = (windows[self.dist.rank] if len(windows) == self.dist.world_size else payload.get("metrics_window")
+                  ) or {}
         self._win_sums = {k: v.to(self.device) for k, v in (window.get("sums") or {}).items()}
         self._win_count = int(window.get("count", 0))
         rng = payload.get("rng") or []

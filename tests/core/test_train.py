@@ -485,3 +485,421 @@ def test_cuda_amp_trains_checkpoints_and_resumes_exactly(tmp_path, amp_dtype):
     resumed.fit()
     for a, b in zip(full.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------------- review fixes
+
+
+class NoisyDataset(torch.utils.data.Dataset):
+    """Random augmentation in __getitem__ (drawn from the global torch RNG of whatever process fetches)."""
+
+    def __init__(self, n=12):
+        g = torch.Generator().manual_seed(1)
+        self.x, self.y = torch.randn(n, 3, generator=g), torch.randn(n, 1, generator=g)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i] + 0.1 * torch.randn(3), self.y[i]
+
+
+class PidDataset(torch.utils.data.Dataset):
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        return torch.tensor([os.getpid(), i]), torch.rand(1)
+
+
+def test_resume_with_dataloader_workers_is_bit_identical(tmp_path):
+    ds = NoisyDataset()
+
+    def make(run_dir, max_steps):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.5), nn.Linear(8, 1))
+        return Trainer(model, SupervisedTask(), train_data=ds, batch_size=3, num_workers=1, max_steps=max_steps,
+                       checkpoint_every=3, run_dir=run_dir, seed=2, **quiet())
+
+    full = make(tmp_path / "full", 6)
+    full.fit()
+    make(tmp_path / "cut", 3).fit()  # 4 batches per epoch: stops mid-epoch
+    resumed = make(tmp_path / "cut", 6)
+    assert resumed.fit()["resumed_from"].endswith("step-00000003.pt")
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_batch_loader_workers_persist_and_seed_per_batch():
+    from sciml.train.sampler import BatchLoader
+
+    def loader():
+        return BatchLoader(PidDataset(), ResumableBatchSampler(6, 2, seed=3), num_workers=1)
+
+    a = loader()
+    try:
+        epochs = [list(a.iterate(e)) for e in range(2)]
+    finally:
+        a.close()
+    pids = {int(p) for batches in epochs for x, _ in batches for p in x[:, 0]}
+    assert len(pids) == 1 and os.getpid() not in pids  # one worker process, forked once for both epochs
+    b = loader()
+    try:
+        tail = list(b.iterate(1, start=1))  # a loader created mid-epoch (resume) sees the same augmentation
+    finally:
+        b.close()
+    for (x1, y1), (x2, y2) in zip(epochs[1][1:], tail):
+        assert torch.equal(x1[:, 1], x2[:, 1]) and torch.equal(y1, y2)
+    # a single-item dataset (full-batch graph) is fetched in the main process: no worker processes
+    assert BatchLoader([0], ResumableBatchSampler(1, 1), num_workers=2).num_workers == 0
+
+
+def test_ema_with_restore_best_evaluates_and_checkpoints_the_best(tmp_path):
+    task = ScriptedValTask([5.0, 4.0, 3.0, 3.5, 3.2, 3.1, 9.0, 9.0])
+    ds = regression_data(n=8)
+    trainer = Trainer(linear(), task, train_data=ds, val_data=ds, batch_size=8, max_epochs=50, ema=0.5,
+                      early_stopping=EarlyStopping(patience=3), lr=0.1, run_dir=tmp_path, **quiet())
+    summary = trainer.fit()
+    assert summary["steps"] == 6 and summary["best"]["step"] == 3
+    best = task.weights[2]  # the EMA weights validated at the best validation
+    trainer.evaluate(ds)
+    for k, v in task.weights[-1].items():
+        assert torch.equal(v, best[k]), k
+    payload = load_checkpoint(tmp_path / "checkpoints" / "step-00000006.pt")
+    for k, v in best.items():
+        assert torch.equal(payload["ema"]["shadow"][k], v) and torch.equal(payload["model"][k], v)
+    # what `sciml eval` does: a fresh trainer loads the final checkpoint and evaluates
+    fresh = Trainer(linear(seed=5), task, train_data=ds, val_data=ds, batch_size=8, max_epochs=50, ema=0.5,
+                    early_stopping=EarlyStopping(patience=3), **quiet())
+    fresh.load_state_dict(payload)
+    fresh.evaluate(ds)
+    for k, v in task.weights[-1].items():
+        assert torch.equal(v, best[k]), k
+
+
+def test_resume_with_changed_batching_mid_epoch_raises_and_is_exact_at_an_epoch_boundary(tmp_path):
+    ds = regression_data(n=20)
+
+    def make(run_dir, max_steps, **kw):
+        kw.setdefault("batch_size", 4)
+        return Trainer(linear(), SupervisedTask(), train_data=ds, max_steps=max_steps, optimizer="sgd", lr=0.05,
+                       seed=4, run_dir=run_dir, checkpoint_every=0, **quiet(**kw))
+
+    make(tmp_path / "mid", 3).fit()  # 5 batches per epoch: stopped at batch 3 of epoch 0
+    with pytest.raises(CheckpointError, match=r"batch_size 4 -> 5"):
+        make(tmp_path / "mid", 8, batch_size=5).fit()
+    with pytest.raises(CheckpointError, match=r"accumulate 1 -> 2"):
+        make(tmp_path / "mid", 8, accumulate=2).fit()
+    with pytest.raises(CheckpointError, match=r"num_samples 20 -> 16"):
+        Trainer(linear(), SupervisedTask(), train_data=regression_data(n=16), batch_size=4, max_steps=8,
+                run_dir=tmp_path / "mid", **quiet()).fit()
+
+    make(tmp_path / "edge", 5).fit()  # exactly one epoch
+    model = make(tmp_path / "edge", 8, batch_size=5)
+    model.fit()
+    ref = linear()
+    opt = torch.optim.SGD(ref.parameters(), lr=0.05)
+    x, y = ds.tensors
+    for idx in list(perm(20, 4, 0).split(4)) + list(perm(20, 4, 1).split(5))[:3]:
+        opt.zero_grad()
+        nn.functional.mse_loss(ref(x[idx]), y[idx]).backward()
+        opt.step()
+    for a, b in zip(model.model.parameters(), ref.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_resume_never_refuses_a_run_dir_that_holds_checkpoints(tmp_path):
+    ds = regression_data(n=8)
+    Trainer(linear(), SupervisedTask(), train_data=ds, batch_size=4, max_steps=4, checkpoint_every=2,
+            run_dir=tmp_path, **quiet()).fit()
+    before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(ConfigError, match="already holds checkpoints of another run"):
+        Trainer(linear(), SupervisedTask(), train_data=ds, batch_size=4, max_steps=2, run_dir=tmp_path,
+                resume="never", **quiet()).fit()
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [2, 4]
+
+
+def test_detach_tree_and_move_to_device_handle_namedtuples():
+    from collections import namedtuple
+
+    from sciml.train import detach_tree
+    from sciml.train.sampler import move_to_device
+
+    Pair = namedtuple("Pair", "a b")
+    w = torch.ones(2, requires_grad=True)
+    obj = {"p": Pair(w * 2, [w * 3, 5]), "t": (w,)}
+    out = detach_tree(obj)
+    assert isinstance(out["p"], Pair) and out["p"].b[1] == 5
+    assert not out["p"].a.requires_grad and not out["p"].b[0].requires_grad and not out["t"][0].requires_grad
+    moved = move_to_device(Pair(torch.zeros(1), {"x": torch.ones(1)}), torch.device("cpu"))
+    assert isinstance(moved, Pair) and torch.equal(moved.b["x"], torch.ones(1))
+
+
+def test_slurm_env_mapping_uses_srun_step_variables(monkeypatch):
+    import subprocess
+
+    from sciml.train import distributed
+
+    def mapped(env, hosts=None):
+        env = dict(env)
+        monkeypatch.setattr(os, "environ", env)
+        if hosts is not None:
+            def fake_run(cmd, **kw):
+                if isinstance(hosts, Exception):
+                    raise hosts
+                assert cmd[:3] == ["scontrol", "show", "hostnames"]
+                return subprocess.CompletedProcess(cmd, 0, stdout=hosts, stderr="")
+            monkeypatch.setattr(distributed.subprocess, "run", fake_run)
+        distributed._env_from_slurm()
+        return env
+
+    # inside the batch script of an allocation with --ntasks=4: one process, no process group
+    batch = mapped({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"})
+    assert "RANK" not in batch and "WORLD_SIZE" not in batch
+    # srun with 2 tasks on one node
+    one = mapped({"SLURM_JOB_ID": "12345", "SLURM_NTASKS": "4", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2",
+                  "SLURM_STEP_NUM_NODES": "1", "SLURM_PROCID": "1", "SLURM_LOCALID": "1"})
+    assert (one["RANK"], one["WORLD_SIZE"], one["LOCAL_RANK"]) == ("1", "2", "1")
+    assert one["MASTER_ADDR"] == "127.0.0.1" and one["MASTER_PORT"] == str(15000 + 2345)
+    # srun over 2 nodes: the first host of the step's node list
+    multi = {"SLURM_JOB_ID": "9", "SLURM_STEP_ID": "1", "SLURM_STEP_NUM_TASKS": "8", "SLURM_STEP_NUM_NODES": "2",
+             "SLURM_NNODES": "2", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_STEP_NODELIST": "gpu[03-04]"}
+    env = mapped(multi, hosts="gpu03\ngpu04\n")
+    assert (env["MASTER_ADDR"], env["RANK"], env["WORLD_SIZE"]) == ("gpu03", "5", "8")
+    assert mapped({**multi, "MASTER_ADDR": "head"}, hosts=RuntimeError("not called"))["MASTER_ADDR"] == "head"
+    with pytest.raises(ConfigError, match="MASTER_ADDR"):
+        mapped(multi, hosts=FileNotFoundError("scontrol"))
+    # torchrun already set the ranks
+    assert mapped({"RANK": "0", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "1"})["RANK"] == "0"
+
+
+class BNDropBlock(nn.Module):
+    def __init__(self, a, b):
+        super().__init__()
+        self.lin, self.bn, self.drop = nn.Linear(a, b), nn.BatchNorm1d(b), nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(self.bn(self.lin(x)))
+
+
+class BNStack(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([BNDropBlock(4, 6), BNDropBlock(6, 5)])
+
+
+def test_layer_local_greedy_runs_frozen_blocks_in_eval_mode():
+    train, _ = graph_like_data(2)
+    torch.manual_seed(0)
+    model = BNStack()
+    ref = copy.deepcopy(model)
+    Trainer(model, StackTask(), train_data=train, collate_fn=lambda items: items[0], strategy="layer_local",
+            optimizer="sgd", lr=0.1, max_steps=3, seed=3, **quiet()).fit()
+    assert all(m.training for m in model.modules())  # modes restored after the frozen forwards
+
+    torch.manual_seed(3)
+    x, y = train[0]
+    for k, block in enumerate(ref.blocks):
+        opt = torch.optim.SGD(block.parameters(), lr=0.1)
+        for _ in range(3):
+            h = x
+            with torch.no_grad():
+                for j in range(k):
+                    ref.blocks[j].eval()
+                    h = torch.relu(ref.blocks[j](h))
+                    ref.blocks[j].train()
+            opt.zero_grad()
+            local_loss(torch.relu(block(h)), y).backward()
+            opt.step()
+    for (n, a), b in zip(model.state_dict().items(), ref.state_dict().values()):
+        assert torch.equal(a, b), n
+
+
+class UnusedParamStack(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Linear(4, 6), nn.Linear(6, 5)])
+        self.blocks[1].register_parameter("unused", nn.Parameter(torch.zeros(3)))
+
+
+def test_layer_local_ddp_syncs_all_gradients_in_one_collective(monkeypatch):
+    import torch.distributed as dist
+
+    from sciml.train import DistInfo
+
+    train, _ = graph_like_data(3)
+
+    def make():
+        torch.manual_seed(0)
+        return Trainer(UnusedParamStack(), StackTask(), train_data=train, collate_fn=lambda items: items[0],
+                       strategy="layer_local", layer_local_mode="simultaneous", optimizer="sgd", lr=0.1,
+                       max_steps=3, log_every=100, **quiet())
+
+    single = make()
+    single.fit()
+    sums = []
+
+    def fake_all_reduce(t, op=dist.ReduceOp.SUM, **kw):  # a second rank with identical gradients
+        if op == dist.ReduceOp.SUM:
+            sums.append(t.numel())
+            t.mul_(2)
+
+    monkeypatch.setattr(dist, "all_reduce", fake_all_reduce)
+    monkeypatch.setattr(dist, "barrier", lambda *a, **k: None)
+    fake = make()
+    fake.dist = DistInfo(rank=0, world_size=2)
+    fake.fit()
+    n_grads = sum(p.numel() for p in fake.model.parameters())
+    n_params = len(list(fake.model.parameters()))
+    # one gradient all-reduce per step (all gradients, zeros for the missing one, one count per parameter) + the
+    # final reduction of the training-metrics window
+    assert sums[:3] == [n_grads + n_params] * 3 and len(sums) == 4
+    assert fake.model.blocks[1].unused.grad is None
+    for a, b in zip(single.model.parameters(), fake.model.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"distributed": "offf"}, "distributed"),
+    ({"keep_last": -1}, "keep_last"),
+    ({"num_workers": -2}, "num_workers"),
+    ({"val_batch_size": 0}, "val_batch_size"),
+    ({"max_steps": 2.5}, "max_steps"),
+    ({"batch_size": True}, "batch_size"),
+    ({"early_stopping": {"patiense": 3}}, r"early_stopping\.patiense"),
+    ({"optimizer": "sgd", "optimizer_kwargs": {"momentun": 0.9}},
+     r"optimizer_kwargs\.momentun: unknown argument of SGD; valid: momentum"),
+    ({"scheduler": "step", "scheduler_kwargs": {"gama": 0.5}}, r"scheduler_kwargs\.gama: unknown argument of StepLR"),
+])
+def test_bad_trainer_arguments_raise_config_error_naming_the_key(kwargs, match):
+    kw = dict(train_data=regression_data(n=8), val_data=regression_data(n=4), batch_size=4, max_steps=1)
+    kw.update(kwargs)
+    with pytest.raises(ConfigError, match=match):
+        Trainer(linear(), SupervisedTask(), **quiet(**kw))
+
+
+def test_sampler_and_layer_local_argument_errors_are_config_errors():
+    with pytest.raises(ConfigError, match="batch_size"):
+        ResumableBatchSampler(4, 0)
+    with pytest.raises(ConfigError, match="empty"):
+        ResumableBatchSampler(0, 1)
+    model = Stack()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ConfigError, match="optimizer.*Optimizer instance"):
+        Trainer(model, StackTask(), train_data=graph_like_data()[0], collate_fn=lambda items: items[0],
+                strategy="layer_local", optimizer=opt, max_steps=1, **quiet())
+
+
+def test_non_finite_check_reads_one_flag_per_step_and_stops_before_the_update(tmp_path, monkeypatch):
+    ds = regression_data(n=24)
+
+    def make(task, max_steps, **kw):
+        return Trainer(linear(), task, train_data=ds, batch_size=2, accumulate=3, max_steps=max_steps, lr=0.1,
+                       optimizer="sgd", log_every=100, seed=1, **quiet(**kw))
+
+    reads = []
+    real_item = torch.Tensor.item
+
+    def counting_item(self):
+        reads.append(1)
+        return real_item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    make(SupervisedTask(), 4).fit()
+    assert len(reads) == 4  # one host read per step, not one per micro-batch plus one for the gradients
+    # (SGD: Adam reads its CPU step counter with .item())
+    reads.clear()
+    make(SupervisedTask(), 4, grad_clip=1.0).fit()
+    assert len(reads) == 4
+    monkeypatch.setattr(torch.Tensor, "item", real_item)
+
+    one_step = make(SupervisedTask(), 1)
+    one_step.fit()
+    bad = make(NaNAtCall(5), 3)  # micro-batch 2 (batch 4 of the epoch) of step 2
+    with pytest.raises(NonFiniteError, match=r"non-finite loss \(nan\) at step 2 \(epoch 0, batch 4\)"):
+        bad.fit()
+    assert bad.state.step == 1
+    for a, b in zip(bad.model.parameters(), one_step.model.parameters()):
+        assert torch.equal(a, b)  # the bad step changed nothing
+
+
+def test_stale_checkpoint_temp_files_are_removed_when_a_run_starts(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import sciml.config.run_info as run_info
+    import sciml.io
+
+    ds = regression_data(n=8)
+    Trainer(linear(), SupervisedTask(), train_data=ds, batch_size=4, max_steps=2, checkpoint_every=1,
+            run_dir=tmp_path, **quiet()).fit()
+    ck = tmp_path / "checkpoints"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    live = os.getppid()
+    (ck / f".step-00000003.pt.tmp-{dead_pid}").write_bytes(b"partial")  # killed writer
+    (ck / f".step-00000003.pt.tmp-{live}-0a1b2c3d").write_bytes(b"partial")  # older than the newest checkpoint
+    old = time.time() - 3600
+    os.utime(ck / f".step-00000003.pt.tmp-{live}-0a1b2c3d", (old, old))
+    fresh = ck / f".step-00000009.pt.tmp-{live}-deadbeef"  # a live writer's file, newer: left alone
+    fresh.write_bytes(b"writing")
+    future = time.time() + 3600
+    os.utime(fresh, (future, future))
+    (tmp_path / f".summary.json.tmp-{dead_pid}-12345678").write_text("{")
+    Trainer(linear(), SupervisedTask(), train_data=ds, batch_size=4, max_steps=3, checkpoint_every=1,
+            run_dir=tmp_path, **quiet()).fit()
+    assert sorted(p.name for p in ck.iterdir() if p.name.startswith(".")) == [fresh.name]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert run_info.atomic_write_text is sciml.io.atomic_write_text  # one atomic-write helper for every file
+
+
+def test_ema_evaluation_swaps_weights_in_place(monkeypatch):
+    ds = regression_data()
+    trainer = Trainer(linear(), SupervisedTask(), train_data=ds, batch_size=6, max_epochs=2, ema=0.8, **quiet())
+    trainer.fit()
+    live = {k: (v.data_ptr(), v.clone()) for k, v in trainer.model.state_dict().items()}
+    shadow = {k: v.clone() for k, v in trainer.ema.shadow.items()}
+    loads = []
+    real = nn.Module.load_state_dict
+    monkeypatch.setattr(nn.Module, "load_state_dict", lambda self, *a, **k: loads.append(1) or real(self, *a, **k))
+    got = trainer.evaluate(ds, batch_size=24)["loss"]
+    assert loads == []  # no state-dict copies per validation
+    x, y = ds.tensors
+    expected = nn.functional.mse_loss(x @ shadow["weight"].T + shadow["bias"], y).item()
+    assert got == pytest.approx(expected, rel=1e-6)
+    for k, v in trainer.model.state_dict().items():
+        assert v.data_ptr() == live[k][0] and torch.equal(v, live[k][1])
+    for k, v in trainer.ema.shadow.items():
+        assert torch.equal(v, shadow[k])
+
+
+def test_ema_decay_change_on_resume_warns(tmp_path):
+    ds = regression_data(n=8)
+    Trainer(linear(), SupervisedTask(), train_data=ds, batch_size=4, max_steps=2, ema=0.9, run_dir=tmp_path,
+            **quiet()).fit()
+    resumed = Trainer(linear(), SupervisedTask(), train_data=ds, batch_size=4, max_steps=4, ema=0.5,
+                      run_dir=tmp_path, **quiet())
+    with pytest.warns(RuntimeWarning, match="EMA decay 0.9 differs from the configured ema=0.5"):
+        resumed.fit()
+    assert resumed.ema.decay == 0.5
+
+
+def test_preemption_flag_restores_handlers_not_installed_from_python(monkeypatch):
+    import signal as signal_module
+
+    from sciml.train import PreemptionFlag
+
+    calls = []
+
+    def fake_signal(signum, handler):
+        if handler is None:
+            raise TypeError("signal handler must be signal.SIG_IGN, signal.SIG_DFL, or a callable object")
+        calls.append((signum, handler))
+        return None  # what signal.signal returns when the previous handler was installed outside Python
+
+    monkeypatch.setattr(signal_module, "signal", fake_signal)
+    with PreemptionFlag(signals=(signal_module.SIGUSR1,)):
+        pass
+    assert calls[-1] == (signal_module.SIGUSR1, signal_module.SIG_DFL)

@@ -133,7 +133,7 @@ def test_ddp_two_processes_equal_single_process_with_same_global_batch(tmp_path)
     for kind in ("backprop", "layer_local"):
         got = result[kind]
         assert got["equal_across_ranks"], kind
-        single = ddp.build(kind, batch_size=8, distributed="off")  # global batch 2 x 4
+        single = ddp.build(kind, batch_size=8, distributed="off", run_dir=tmp_path / "single" / kind)  # 2 x 4
         single.fit()
         for name, value in single.model.state_dict().items():
             torch.testing.assert_close(got["params"][name], value, rtol=1e-5, atol=1e-6, msg=f"{kind} {name}")
@@ -145,4 +145,12 @@ def test_ddp_two_processes_equal_single_process_with_same_global_batch(tmp_path)
         lines = (tmp_path / "runs" / kind / "metrics.jsonl").read_text().splitlines()
         train_steps = [json.loads(l)["step"] for l in lines if json.loads(l)["split"] == "train"]
         assert train_steps == list(range(1, 13))
+        # training metrics are reduced over ranks: the global batch's loss, as logged by the single process
+        def train_records(run_dir):
+            return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+                    if r["split"] == "train"]
+        for got_r, want_r in zip(train_records(tmp_path / "runs" / kind), train_records(tmp_path / "single" / kind),
+                                 strict=True):
+            for key in want_r.keys() - {"time", "lr", "split", "step", "epoch"}:
+                assert got_r[key] == pytest.approx(want_r[key], rel=1e-5, abs=1e-7), (kind, key, got_r["step"])
         assert [s for s, _ in list_checkpoints(tmp_path / "runs" / kind / "checkpoints")] == [6, 9, 12]
