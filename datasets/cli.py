@@ -183,11 +183,12 @@ def validate_paths(paths: Sequence[str | os.PathLike], *, checksums: bool = True
 
 # ---------------------------------------------------------------------------------------------------- merge
 def merge(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, index: bool = False,
-          compression: str | None = None, overwrite: bool = False) -> Path:
-    """``sciml data merge``: see :func:`~sciml.datasets.shards.merge_shards`."""
+          compression: str | None = None, overwrite: bool = False, force: bool = False) -> Path:
+    """``sciml data merge``: see :func:`~sciml.datasets.shards.merge_shards` (``force``: merge shards of different
+    runs or without checksums)."""
     output = Path(output)
     _check_output(output, overwrite)
-    return merge_shards(expand_inputs(inputs), output, index=index, compression=compression)
+    return merge_shards(expand_inputs(inputs), output, index=index, compression=compression, force=force)
 
 
 def _check_output(path: Path, overwrite: bool) -> None:
@@ -341,10 +342,14 @@ def _generate_worker(fn: Callable[..., Any], name: str, kwargs: dict[str, Any], 
         spec = _check_spec(call_source(fn, None, kwargs, shard), "generator", name)
         _write_spec(Path(path), spec, compression=compression, shard=shard, progress=None, counter=counter)
     except BaseException as err:  # noqa: BLE001  (reported to the parent)
+        # Queue.put pickles in a feeder thread, so an unpicklable exception would be lost there, not raised here:
+        # check it in the worker and send a DataFormatError with its text instead
+        import pickle
         try:
-            errors.put((shard[0], err))
+            payload = pickle.loads(pickle.dumps(err))
         except Exception:  # noqa: BLE001  (unpicklable exception)
-            errors.put((shard[0], DataFormatError(f"{type(err).__name__}: {err}")))
+            payload = DataFormatError(f"{type(err).__name__}: {err}")
+        errors.put((shard[0], payload))
         sys.exit(1)
 
 
@@ -355,8 +360,13 @@ def _generate_parallel(fn: Callable[..., Any], name: str, kwargs: dict[str, Any]
 
     index, count = shard or (0, 1)
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    tmp = out.parent / f".{out.name}.workers.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
+    from .writer import partial_path, remove_stale_partials
+
+    # a folder per run (``.<name>.workers.<pid>-<hex>.partial``): concurrent runs never share it; folders of
+    # killed runs are removed like the writer's partial files
+    hidden = out.parent / f".{out.name}.workers"
+    remove_stale_partials(hidden)
+    tmp = partial_path(hidden)
     tmp.mkdir(parents=True)
     errors = ctx.Queue()
     procs, counters, paths = [], [], []

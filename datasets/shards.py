@@ -174,7 +174,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
 
 def merge_shards(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, *, index: bool = False,
                  compression: str | None = None, shard: tuple[int, int] | None = None,
-                 record_sources: bool = True, in_order: bool = False) -> Path:
+                 record_sources: bool = True, in_order: bool = False, force: bool = False) -> Path:
     """Concatenate shards ``0..n-1`` (in index order) into one sciml-h5 file, or an *index* file.
 
     Every shard must be complete and agree on kind, splits, dataset names, dtypes and levels; offsets are shifted,
@@ -190,9 +190,12 @@ def merge_shards(inputs: Iterable[str | os.PathLike], output: str | os.PathLike,
         record_sources (bool): Write the shard names into the root attribute ``merged_from``.
         in_order (bool): Merge ``inputs`` as given, without the shard-set checks (for a caller that made the
             shards itself, e.g. ``--workers``). (default: ``False``)
+        force (bool): Merge shards whose root ``source`` or ``config`` differ (shards of different runs), or whose
+            datasets carry no ``sha256`` checksum. (default: ``False``: refuse them)
 
     Raises:
-        DataFormatError: a gap, a duplicate, an incomplete or corrupted shard, or shards that disagree.
+        DataFormatError: a gap, a duplicate, an incomplete or corrupted shard, shards that disagree, shards of
+            different runs (root ``source``/``config`` differ) or without checksums (unless ``force``).
     """
     import hashlib
 
@@ -214,8 +217,28 @@ def merge_shards(inputs: Iterable[str | os.PathLike], output: str | os.PathLike,
     kind = first["root"]["kind"]
     splits = list(first["splits"])
     layouts: dict[str, dict] = {}
+
+    def run_of(p: Path) -> tuple[str, Any]:
+        root = described[p]["root"]
+        try:
+            cfg = yaml.safe_load(root.get("config") or "{}") or {}
+        except yaml.YAMLError:
+            cfg = root.get("config")
+        if isinstance(cfg, dict):
+            cfg = {k: v for k, v in cfg.items() if k not in ("shard", "shard_index", "shard_count")}
+        return str(root.get("source", "")), cfg
+
+    run0 = run_of(ordered[0])
     for p in ordered:
         d = described[p]
+        run = run_of(p)
+        if run != run0 and not force:
+            what = "source" if run[0] != run0[0] else "config"
+            diff = ([f"{run[0]!r} vs {run0[0]!r}"] if what == "source" else
+                    sorted(k for k in set(run[1]) | set(run0[1]) if run[1].get(k) != run0[1].get(k))
+                    if isinstance(run[1], dict) and isinstance(run0[1], dict) else [])
+            raise DataFormatError(f"{p}: {what} differs from {ordered[0].name}'s ({', '.join(map(str, diff))}): "
+                                  "shards of different runs (pass force=True / --force to merge anyway)")
         if d["root"]["kind"] != kind:
             raise DataFormatError(f"{p}: kind {d['root']['kind']!r}, but {ordered[0]} has {kind!r}")
         if sorted(d["splits"]) != sorted(splits):
@@ -284,6 +307,9 @@ def merge_shards(inputs: Iterable[str | os.PathLike], output: str | os.PathLike,
                                         w._append_raw(s, name, block)
                         except OSError as err:
                             raise DataFormatError(f"{p}: /{s}/{name}: read failed, file corrupted ({err})") from None
+                        if not stored and not force:
+                            raise DataFormatError(f"{p}: /{s}/{name}: no sha256 checksum, the copy cannot be "
+                                                  "verified (pass force=True / --force to merge anyway)")
                         if stored and digest.hexdigest() != stored:
                             raise DataFormatError(f"{p}: /{s}/{name}: sha256 checksum mismatch: shard corrupted")
                     store.num_samples += described[p]["splits"][s]["num_samples"]

@@ -6,7 +6,7 @@
 
     with H5Writer("out/cora.h5", kind="graphs", source="planetoid:Cora") as w:
         w.append("train", data)            # a PyG Data
-    # -> out/cora.h5 appears only now (written as out/cora.h5.partial, checksummed, complete=1, renamed)
+    # -> out/cora.h5 appears only now (written as out/cora.h5.<pid>-<hex>.partial, checksummed, complete=1, renamed)
 
 Records are buffered per split and written in blocks (memory stays bounded by ``buffer_bytes`` per split). On an
 exception inside the ``with`` block the partial file is deleted and nothing is left at ``path``. See
@@ -17,6 +17,9 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
+import shutil
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +28,14 @@ from typing import Any
 import numpy as np
 
 from sciml.errors import DataFormatError
+from sciml.io import fsync_dir, fsync_file
 
 from .records import KINDS, FieldSample, TimeSeries
 from .schema import FORMAT, FORMAT_VERSION, KIND_SPECS, RESERVED_NAMES, dataset_sha256, iter_datasets
 from .shards import shard_path
 
-__all__ = ["DataSpec", "H5Writer", "write_dataset", "write_spec", "partial_path", "created_by", "shard_path"]
+__all__ = ["DataSpec", "H5Writer", "write_dataset", "write_spec", "partial_path", "remove_stale_partials",
+           "created_by", "shard_path"]
 
 CHUNK_BYTES = 256 * 2**10
 FIELD_CHUNK_LIMIT = 4 * 2**20
@@ -58,9 +63,35 @@ class DataSpec:
 
 
 def partial_path(path: str | os.PathLike) -> Path:
-    """Where :class:`H5Writer` writes before the final rename: ``<path>.partial``."""
+    """A fresh name where :class:`H5Writer` writes before the final rename: ``<name>.<pid>-<8 hex>.partial`` next to
+    ``path`` (unique, so two writers of one output never clobber each other's file)."""
     path = Path(path)
-    return path.with_name(path.name + ".partial")
+    return path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+
+
+def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
+    """Delete the ``<name>.<pid>-<hex>.partial`` files (or folders) next to ``path`` whose writer process is gone
+    (killed mid-write); those of live processes are left alone. Returns the deleted paths."""
+    from sciml.io import pid_alive
+
+    path = Path(path)
+    pattern = re.compile(re.escape(path.name) + r"\.(\d+)-[0-9a-f]+\.partial")
+    removed = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        m = pattern.fullmatch(name)
+        if not m or pid_alive(int(m.group(1))):
+            continue
+        p = path.parent / name
+        try:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            removed.append(p)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 @functools.lru_cache(maxsize=1)
@@ -133,11 +164,23 @@ class _SplitStore:
     def add(self, name: str, block: np.ndarray) -> None:
         dtype = self.dtypes[name]
         if block.dtype != dtype:
-            if dtype.kind == "O" or block.dtype.kind == "O" or np.can_cast(block.dtype, dtype, "same_kind"):
+            if dtype.kind == "O" or block.dtype.kind == "O" or np.can_cast(block.dtype, dtype, "safe"):
                 block = block.astype(dtype)
             else:
-                raise DataFormatError(f"{name!r}: dtype {block.dtype} does not match the dataset's dtype {dtype} "
-                                      "(set by the first record)")
+                # never change a value silently: a narrower dataset dtype (set by the first record) is accepted
+                # only when every value survives the round trip (int64 ids that fit in int32, float64 zeros...)
+                try:
+                    with np.errstate(all="ignore"):
+                        narrowed = block.astype(dtype)
+                        same = np.array_equal(narrowed.astype(block.dtype), block,
+                                              equal_nan=block.dtype.kind in "fc")
+                except (TypeError, ValueError, OverflowError):
+                    same = False
+                if not same:
+                    raise DataFormatError(f"{name!r}: dtype {block.dtype} cannot be stored as the dataset's dtype "
+                                          f"{dtype} (set by the first record) without changing values; make the "
+                                          "records' dtypes agree")
+                block = narrowed
         self.bufs[name].append(block)
         self.buffered += block.nbytes
 
@@ -197,8 +240,9 @@ class H5Writer:
     """Streams records into a sciml-h5 file, atomically.
 
     Args:
-        path (str or PathLike): The output file (``.h5``). Written as ``<path>.partial`` and renamed on success
-            (an existing file at ``path`` is replaced only then).
+        path (str or PathLike): The output file (``.h5``). Written as ``<path>.<pid>-<hex>.partial``, fsync'ed,
+            renamed on success and the folder fsync'ed (an existing file at ``path`` is replaced only then);
+            partial files of dead processes are removed when a writer opens.
         kind (str): ``"graphs"``, ``"atoms"``, ``"fields"`` or ``"series"``; records are PyG ``Data``,
             ``Data``, :class:`~sciml.datasets.records.FieldSample`, :class:`~sciml.datasets.records.TimeSeries`.
         source (str): Provenance (root attribute ``source``).
@@ -242,8 +286,7 @@ class H5Writer:
         self._schema: dict[str, Any] = {}  # set by the first record of the file
         config_text = yaml.safe_dump(_plain(config or {}), sort_keys=False)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.partial.exists():
-            self.partial.unlink()
+        remove_stale_partials(self.path)
         self._file = h5py.File(self.partial, "w", libver=("earliest", "latest"))
         self._closed = False
         try:
@@ -312,7 +355,9 @@ class H5Writer:
             self._file.attrs["complete"] = 1
             self._file.close()
             self._closed = True
+            fsync_file(self.partial)
             os.replace(self.partial, self.path)
+            fsync_dir(self.path.parent)
         except BaseException:
             self.abort()
             raise

@@ -16,7 +16,8 @@ import re
 import uuid
 from typing import IO, Any, Callable
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "temp_path_for", "remove_stale_temp_files"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "temp_path_for", "remove_stale_temp_files",
+           "fsync_file", "fsync_dir", "pid_alive"]
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)(?:-[0-9a-f]+)?$")
 
@@ -38,6 +39,25 @@ def _fsync_dir(directory: pathlib.Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """fsync ``directory`` (after a rename or unlink in it), where the platform allows it."""
+    _fsync_dir(pathlib.Path(directory))
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """fsync the closed file at ``path`` (e.g. one written by a library such as h5py), before renaming it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` is running on this host (``True`` for this process)."""
+    return pid == os.getpid() or _pid_alive(pid)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], Any], *, binary: bool = True) -> pathlib.Path:

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import special
 
 from sciml.datasets.records import FieldSample
-from sciml.errors import ConfigError
+from sciml.errors import ConfigError, NonFiniteError
 
 from . import GENERATORS
 from ._common import build_spec, jsonable, positive, sample_rng, split_sizes
@@ -110,12 +110,14 @@ def solve_burgers(u0: np.ndarray, times: np.ndarray, *, viscosity: float, length
     stepper = BurgersETDRK4(n, viscosity, interval / sub, length)
     v = np.fft.rfft(u0)
     out = [u0.copy()]
-    for _ in range(len(times) - 1):
-        for _ in range(sub):
-            v = stepper.step(v)
-        u = np.fft.irfft(v, n=n)
+    for j in range(len(times) - 1):
+        with np.errstate(over="ignore", invalid="ignore"):
+            for _ in range(sub):
+                v = stepper.step(v)
+            u = np.fft.irfft(v, n=n)
         if not np.all(np.isfinite(u)):
-            raise FloatingPointError("burgers: the solution blew up; lower cfl or raise solver_resolution")
+            raise NonFiniteError(f"burgers: the solution blew up (non-finite) before t={float(times[j + 1]):g}; "
+                                 "lower cfl or raise solver_resolution")
         out.append(u)
     return np.stack(out)
 
@@ -214,7 +216,10 @@ def generate_burgers(*, num_train: int = 1000, num_val: int = 0, num_test: int =
             u0 = -np.sin(math.pi * x_fine)
         else:
             u0 = grf_periodic(sample_rng(seed, split, k), solver_resolution, alpha=alpha, tau=tau, sigma=sigma)
-        u = solve_burgers(u0, times, viscosity=viscosity, length=length, cfl=cfl)[:, ::stride]
+        try:
+            u = solve_burgers(u0, times, viscosity=viscosity, length=length, cfl=cfl)[:, ::stride]
+        except NonFiniteError as err:
+            raise NonFiniteError(f"{split} sample {k}: {err}") from None
         if raissi:
             u = np.concatenate([u, u[:, :1]], axis=1)  # x = 1 is the periodic image of x = -1 (both 0)
         return FieldSample(fields={"u": u[..., None].astype(np.float32)}, params={"viscosity": float(viscosity)})

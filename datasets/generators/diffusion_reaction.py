@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from sciml.datasets.records import FieldSample
-from sciml.errors import ConfigError, ShapeError
+from sciml.errors import ConfigError, NonFiniteError, ShapeError
 
 from . import GENERATORS
 from ._common import build_spec, jsonable, positive, sample_rng, split_sizes
@@ -104,7 +104,8 @@ def solve_diffusion_reaction(u0: np.ndarray, v0: np.ndarray, times: np.ndarray, 
             u = u + dt / 6.0 * (k1u + 2 * k2u + 2 * k3u + k4u)
             v = v + dt / 6.0 * (k1v + 2 * k2v + 2 * k3v + k4v)
         if not (np.all(np.isfinite(u)) and np.all(np.isfinite(v))):
-            raise FloatingPointError(f"diffusion_reaction: the solution blew up before t={t_next}")
+            raise NonFiniteError(f"diffusion_reaction: the solution blew up (non-finite) before t={float(t_next):g}; "
+                                 "lower max_dt")
         t = float(t_next)
         out_u.append(u.copy())
         out_v.append(v.copy())
@@ -145,7 +146,10 @@ def generate_diffusion_reaction(*, num_train: int = 900, num_val: int = 0, num_t
         rng = sample_rng(seed, split, idx)
         u0 = rng.standard_normal((resolution, resolution))
         v0 = rng.standard_normal((resolution, resolution))
-        u, v = solve_diffusion_reaction(u0, v0, times, du=du, dv=dv, k=k, max_dt=max_dt)
+        try:
+            u, v = solve_diffusion_reaction(u0, v0, times, du=du, dv=dv, k=k, max_dt=max_dt)
+        except NonFiniteError as err:
+            raise NonFiniteError(f"{split} sample {idx}: {err}") from None
         return FieldSample(fields={"u": u[..., None].astype(np.float32), "v": v[..., None].astype(np.float32)},
                            params={"du": float(du), "dv": float(dv), "k": float(k)})
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from sciml.errors import DataFormatError
+from sciml.errors import ConfigError, DataFormatError
 
 __all__ = ["DataFormatError", "fail", "LazySplit", "in_shard", "check_shard", "make_spec", "split_from_name",
            "one_line"]
@@ -25,29 +25,38 @@ def fail(path: str | os.PathLike, problem: str, *, line: int | None = None) -> D
 
 
 def check_shard(shard: tuple[int, int] | None) -> tuple[int, int] | None:
-    """Validate ``shard=(i, n)``: ``0 <= i < n``."""
+    """Validate ``shard=(i, n)``: ``0 <= i < n``.
+
+    Raises:
+        ConfigError: not a pair of integers with ``0 <= i < n`` (an option error, not a fault of the input file).
+    """
     if shard is None:
         return None
     try:
         i, n = (int(v) for v in shard)
     except (TypeError, ValueError):
-        raise ValueError(f"shard must be a pair (index, count), got {shard!r}") from None
+        raise ConfigError(f"shard must be a pair (index, count), got {shard!r}") from None
     if n < 1 or not 0 <= i < n:
-        raise ValueError(f"shard must satisfy 0 <= index < count, got {shard!r}")
+        raise ConfigError(f"shard must satisfy 0 <= index < count, got {shard!r}")
     return i, n
 
 
-def in_shard(index: int, shard: tuple[int, int] | None) -> bool:
-    """Whether record ``index`` (counted per split, from 0) belongs to ``shard``: ``index % n == i`` (round robin)."""
-    return shard is None or index % shard[1] == shard[0]
+def in_shard(index: int, shard: tuple[int, int] | None, total: int) -> bool:
+    """Whether record ``index`` (counted per split, from 0) of ``total`` belongs to ``shard``.
+
+    The rule is the package's one contiguous rule, :func:`sciml.datasets.shards.shard_range` (the generators use it
+    too), so ``merge`` (which concatenates shards ``0..n-1``) gives back the records in their original order.
+    """
+    from sciml.datasets.shards import shard_range
+
+    return shard is None or index in shard_range(total, shard)
 
 
 def shard_count(total: int, shard: tuple[int, int] | None) -> int:
     """How many of ``total`` records fall in ``shard``."""
-    if shard is None:
-        return total
-    i, n = shard
-    return max(0, (total - i + n - 1) // n)
+    from sciml.datasets.shards import shard_range
+
+    return len(shard_range(total, shard))
 
 
 class LazySplit:

@@ -158,7 +158,9 @@ def convert_ase(path: str | os.PathLike, *, index: str = ":", pattern: str = "*"
         energy_key: the calculator result / ``info`` key of the energy (``free_energy``...). (default: ``energy``)
         forces_key: the calculator result / per-atom array of the forces. (default: ``forces``)
         split: the split (HDF5 group) the frames go to. (default: ``train``)
-        shard: ``(i, n)``: the frames whose running index (over all files) ``% n == i``.
+        shard: ``(i, n)``: the contiguous block of frames (running index over all files) that
+            :func:`~sciml.datasets.shards.shard_range` gives. ASE cannot count frames without reading them, so a
+            sharded run first reads every frame once, only to count them.
     """
     _ase()
     shard = check_shard(shard)
@@ -168,10 +170,13 @@ def convert_ase(path: str | os.PathLike, *, index: str = ":", pattern: str = "*"
         raise ValueError(f"tags must be 'auto', 'source' or 'oc20', got {tags!r}")
 
     def records():
+        total = 0
+        if shard is not None:  # a first pass that only counts, so the same contiguous rule as elsewhere applies
+            total = sum(1 for f in files for _ in _iter_file(f, index))
         i = 0
         for f in files:
             for k, atoms in _iter_file(f, index):
-                if in_shard(i, shard):
+                if in_shard(i, shard, total):
                     yield atoms_to_data(atoms, tags=tags, energy_key=energy_key, forces_key=forces_key,
                                         where=f"{f} (frame {k})")
                 i += 1

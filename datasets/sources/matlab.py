@@ -96,7 +96,8 @@ def convert_matlab(path: str | os.PathLike, *, fields: list[str] = [], time_key:
         layout: axis order when the lengths cannot tell: ``tx`` time first, ``xt`` space first.
         drop_nan: for scattered points, drop the points where a field is NaN.
         split: the split (HDF5 group). (default: ``train``)
-        shard: ``(i, n)``: the single sample goes to shard 0.
+        shard: ``(i, n)``: the single sample goes to the last shard (the contiguous rule of
+            :func:`~sciml.datasets.shards.shard_range`).
     """
     shard = check_shard(shard)
     p = existing(path)
@@ -104,7 +105,7 @@ def convert_matlab(path: str | os.PathLike, *, fields: list[str] = [], time_key:
         raise fail(p, "expected a .mat file, found a directory")
     sample, coords = arrays_to_sample(read_mat(p), str(p), fields=fields, time_key=time_key,
                                       space_keys=space_keys, layout=layout, drop_nan=drop_nan)
-    count = 1 if in_shard(0, shard) else 0
+    count = 1 if in_shard(0, shard, 1) else 0
     return make_spec(kind="fields", splits={split: LazySplit(lambda: iter([sample][:count]), count)},
                      source=f"matlab:{p}", coords=coords or None,
                      config=config_of(converter="matlab", path=path, fields=list(fields), time_key=time_key,

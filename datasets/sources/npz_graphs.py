@@ -137,7 +137,8 @@ def convert_npz_graph(path: str | os.PathLike, *, member: str = "", undirected: 
         binarize: set positive feature values to 1 (as PyG; the bag-of-words counts are lost).
             (default: :obj:`True`)
         split: the split (HDF5 group) the graph is written to. (default: ``train``)
-        shard: ``(i, n)``: the single graph goes to shard 0.
+        shard: ``(i, n)``: the single graph goes to the last shard (the contiguous rule of
+            :func:`~sciml.datasets.shards.shard_range`).
     """
     shard = check_shard(shard)
     p = existing(path)
@@ -145,10 +146,10 @@ def convert_npz_graph(path: str | os.PathLike, *, member: str = "", undirected: 
         raise fail(p, "expected an .npz or .zip file, found a directory")
 
     def records():
-        if in_shard(0, shard):
+        if in_shard(0, shard, 1):
             yield read_npz_graph(p, member=member, undirected=undirected, binarize=binarize)
 
-    count = 1 if in_shard(0, shard) else 0
+    count = 1 if in_shard(0, shard, 1) else 0
     return make_spec(kind="graphs", splits={split: LazySplit(records, count)}, source=f"npz_graph:{p}",
                      config=config_of(converter="npz_graph", path=path, member=member, undirected=undirected,
                                       binarize=binarize, split=split),

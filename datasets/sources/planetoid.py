@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from sciml.datasets.sources._common import (LazySplit, check_shard, config_of, existing, fail, in_shard,
                                             make_spec)
-from sciml.datasets.sources.safe_pickle import safe_load, sparse_to_dense
+from sciml.datasets.sources.safe_pickle import is_sparse, safe_load, sparse_to_dense
 
 __all__ = ["convert_planetoid", "read_planetoid", "find_planetoid"]
 
@@ -56,7 +55,7 @@ def find_planetoid(path: str | os.PathLike, dataset: str = "") -> tuple[Path, st
 
 
 def _dense(obj: Any, path: Path) -> np.ndarray:
-    if sp.issparse(obj):
+    if is_sparse(obj):
         arr = sparse_to_dense(obj, path)
     elif isinstance(obj, np.ndarray):
         arr = obj
@@ -196,7 +195,8 @@ def convert_planetoid(path: str | os.PathLike, *, dataset: str = "", split: str 
         dataset: which dataset when the folder holds several (``cora``, ``citeseer``, ``pubmed``; case-insensitive).
             (default: the only one present)
         split: the split (HDF5 group) the graph is written to; the masks inside select train/val/test nodes.
-        shard: ``(i, n)``: the single graph goes to shard 0.
+        shard: ``(i, n)``: the single graph goes to the last shard (the contiguous rule of
+            :func:`~sciml.datasets.shards.shard_range`).
     """
     shard = check_shard(shard)
     folder, prefix = find_planetoid(path, dataset)
@@ -206,10 +206,10 @@ def convert_planetoid(path: str | os.PathLike, *, dataset: str = "", split: str 
             raise fail(f, "missing (a Planetoid dataset needs ind.<name>.{" + ",".join(PARTS) + "})")
 
     def records():
-        if in_shard(0, shard):
+        if in_shard(0, shard, 1):
             yield read_planetoid(folder, prefix)
 
-    return make_spec(kind="graphs", splits={split: LazySplit(records, 1 if in_shard(0, shard) else 0)},
+    return make_spec(kind="graphs", splits={split: LazySplit(records, 1 if in_shard(0, shard, 1) else 0)},
                      source=f"planetoid:{folder / ('ind.' + prefix)}",
                      config=config_of(converter="planetoid", path=path, dataset=prefix, split=split),
-                     sizes={split: 1 if in_shard(0, shard) else 0})
+                     sizes={split: 1 if in_shard(0, shard, 1) else 0})

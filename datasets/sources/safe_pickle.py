@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from sciml.datasets.sources._common import fail
 
-__all__ = ["safe_load", "safe_loads", "UnsafePickleError", "ALLOWED"]
+__all__ = ["safe_load", "safe_loads", "UnsafePickleError", "ALLOWED", "SparseStub", "is_sparse", "sparse_to_dense"]
 
 
 def _reconstruct() -> Any:
@@ -35,6 +35,10 @@ def _scalar() -> Any:
     return fn
 
 
+class UnsafePickleError(pickle.UnpicklingError):
+    """The pickle names a global outside :data:`ALLOWED`."""
+
+
 #: (module, name) -> factory of the admitted object. Everything else is refused.
 ALLOWED: dict[tuple[str, str], Any] = {}
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
@@ -42,24 +46,67 @@ for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
     ALLOWED[(_mod, "scalar")] = _scalar
 ALLOWED[("numpy", "ndarray")] = lambda: np.ndarray
 ALLOWED[("numpy", "dtype")] = lambda: np.dtype
+class SparseStub:
+    """An inert stand-in for a pickled scipy sparse matrix.
+
+    Unpickling a real scipy matrix lets the pickle set arbitrary attributes (``BUILD`` with a ``(state, slotstate)``
+    pair calls ``setattr``, and scipy's ``shape`` setter reshapes through its C routines on unchecked arrays: heap
+    corruption). A stub only records a plain ``dict`` state; the arrays are checked and densified by
+    :func:`sparse_to_dense`, never handed to scipy.
+    """
+    __slots__ = ("state",)
+    kind = ""
+
+    def __setstate__(self, state: Any) -> None:
+        if type(state) is not dict or not all(type(k) is str for k in state):
+            raise UnsafePickleError(f"refused {self.kind} state of type {type(state).__name__} "
+                                    "(only a plain dict of attributes is allowed)")
+        if hasattr(self, "state"):
+            raise UnsafePickleError(f"refused a second state for one {self.kind}")
+        self.state = dict(state)
+
+    def __reduce__(self) -> Any:  # never re-pickle a stub as if it were a matrix
+        raise TypeError("SparseStub cannot be pickled")
+
+
+class _CsrStub(SparseStub):
+    __slots__ = ()
+    kind = "csr_matrix"
+
+
+class _CscStub(SparseStub):
+    __slots__ = ()
+    kind = "csc_matrix"
+
+
+class _CooStub(SparseStub):
+    __slots__ = ()
+    kind = "coo_matrix"
+
+
+def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` restricted to what Python 3 pickles use it for: ``str`` -> ``bytes`` in latin-1."""
+    if type(obj) is not str or encoding.lower().replace("_", "-") not in ("latin1", "latin-1", "iso-8859-1") \
+            or errors != "strict":
+        raise UnsafePickleError(f"refused _codecs.encode({type(obj).__name__}, {encoding!r}, {errors!r}) "
+                                "(only the latin1 conversion of a str is allowed)")
+    return obj.encode("latin1")
+
+
 for _mod in ("scipy.sparse.csr", "scipy.sparse._csr", "scipy.sparse"):
-    ALLOWED[(_mod, "csr_matrix")] = lambda: sp.csr_matrix
+    ALLOWED[(_mod, "csr_matrix")] = lambda: _CsrStub
 for _mod in ("scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse"):
-    ALLOWED[(_mod, "csc_matrix")] = lambda: sp.csc_matrix
+    ALLOWED[(_mod, "csc_matrix")] = lambda: _CscStub
 for _mod in ("scipy.sparse.coo", "scipy.sparse._coo", "scipy.sparse"):
-    ALLOWED[(_mod, "coo_matrix")] = lambda: sp.coo_matrix
-# Python 3 writes bytes into protocol-2 pickles as _codecs.encode(str, "latin1"); it only converts text to bytes
-ALLOWED[("_codecs", "encode")] = lambda: __import__("codecs").encode
+    ALLOWED[(_mod, "coo_matrix")] = lambda: _CooStub
+# Python 3 writes bytes into protocol-2 pickles as _codecs.encode(str, "latin1"); only that conversion is admitted
+ALLOWED[("_codecs", "encode")] = lambda: _latin1_encode
 ALLOWED[("collections", "defaultdict")] = lambda: __import__("collections").defaultdict
 ALLOWED[("collections", "OrderedDict")] = lambda: __import__("collections").OrderedDict
 for _mod in ("__builtin__", "builtins"):
     for _name, _obj in (("list", list), ("dict", dict), ("set", set), ("tuple", tuple), ("int", int),
                         ("float", float), ("long", int), ("frozenset", frozenset)):
         ALLOWED[(_mod, _name)] = (lambda o=_obj: o)
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle names a global outside :data:`ALLOWED`."""
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -80,11 +127,10 @@ def _check_objects(obj: Any, depth: int = 0) -> None:
         raise UnsafePickleError("nesting too deep")
     if isinstance(obj, np.ndarray) and obj.dtype.hasobject:
         raise UnsafePickleError("refused an array of Python objects (dtype=object)")
-    if sp.issparse(obj):
-        for arr in (getattr(obj, "data", None), getattr(obj, "indices", None), getattr(obj, "indptr", None),
-                    getattr(obj, "row", None), getattr(obj, "col", None)):
-            if arr is not None:
-                _check_objects(arr, depth + 1)
+    if isinstance(obj, SparseStub):
+        if not hasattr(obj, "state"):
+            raise UnsafePickleError(f"{obj.kind} without a state")
+        _check_objects(obj.state, depth + 1)
     elif isinstance(obj, dict):
         for k, v in obj.items():
             _check_objects(k, depth + 1)
@@ -121,13 +167,25 @@ def safe_load(path: str | os.PathLike, *, encoding: str = "latin1") -> Any:
     return safe_loads(data, source=path, encoding=encoding)
 
 
+def is_sparse(obj: Any) -> bool:
+    """Whether ``obj`` is an unpickled sparse matrix (a :class:`SparseStub`) or a real scipy sparse matrix."""
+    return isinstance(obj, SparseStub) or sp.issparse(obj)
+
+
 def sparse_to_dense(obj: Any, source: str | os.PathLike, *, max_elements: int = 2**28) -> np.ndarray:
-    """A dense copy of an unpickled scipy sparse matrix, after checking its arrays.
+    """A dense copy of an unpickled sparse matrix (a :class:`SparseStub`, or a scipy matrix), after checking its
+    arrays.
 
     Unpickling fills a matrix's attributes directly, without scipy's checks; scipy's own ``todense`` trusts them and
-    can crash the interpreter on out-of-range indices. So the structure is checked here and densified with numpy.
+    can crash the interpreter on out-of-range indices. So the structure is checked here and densified with numpy;
+    scipy never sees the unchecked arrays.
     """
-    state = getattr(obj, "__dict__", {})
+    if isinstance(obj, SparseStub):
+        state, kind = getattr(obj, "state", {}), obj.kind
+    else:
+        state = getattr(obj, "__dict__", {})
+        kind = ("csr_matrix" if isinstance(obj, sp.csr_matrix) else "csc_matrix" if isinstance(obj, sp.csc_matrix)
+                else "coo_matrix" if isinstance(obj, sp.coo_matrix) else type(obj).__name__)
     shape = state.get("_shape", state.get("shape"))
     try:
         rows, cols = (int(s) for s in shape)
@@ -146,8 +204,8 @@ def sparse_to_dense(obj: Any, source: str | os.PathLike, *, max_elements: int = 
         return a
 
     data = arr("data", False)
-    if isinstance(obj, (sp.csr_matrix, sp.csc_matrix)):
-        major, minor = (rows, cols) if isinstance(obj, sp.csr_matrix) else (cols, rows)
+    if kind in ("csr_matrix", "csc_matrix"):
+        major, minor = (rows, cols) if kind == "csr_matrix" else (cols, rows)
         indices, indptr = arr("indices", True), arr("indptr", True)
         if len(indptr) != major + 1 or (len(indptr) and (indptr[0] != 0 or indptr[-1] != len(indices)
                                                          or (np.diff(indptr) < 0).any())):
@@ -158,9 +216,9 @@ def sparse_to_dense(obj: Any, source: str | os.PathLike, *, max_elements: int = 
             raise fail(source, "sparse matrix has an index outside its shape")
         r = np.repeat(np.arange(major), np.diff(indptr))
         c = indices.astype(np.int64)
-        if isinstance(obj, sp.csc_matrix):
+        if kind == "csc_matrix":
             r, c = c, r
-    elif isinstance(obj, sp.coo_matrix):
+    elif kind == "coo_matrix":
         coords = state.get("coords")
         r, c = (coords if coords is not None else (state.get("row"), state.get("col")))
         if not all(isinstance(a, np.ndarray) and a.ndim == 1 and np.issubdtype(a.dtype, np.integer) for a in (r, c)) \
@@ -169,7 +227,7 @@ def sparse_to_dense(obj: Any, source: str | os.PathLike, *, max_elements: int = 
         if len(r) and (r.min() < 0 or r.max() >= rows or c.min() < 0 or c.max() >= cols):
             raise fail(source, "sparse matrix has an index outside its shape")
     else:
-        raise fail(source, f"unsupported sparse matrix type {type(obj).__name__}")
+        raise fail(source, f"unsupported sparse matrix type {kind}")
     out = np.zeros((rows, cols), dtype=np.result_type(data.dtype, np.float32) if data.dtype != bool else np.float32)
     np.add.at(out, (r, c), data)
     return out

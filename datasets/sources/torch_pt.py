@@ -57,7 +57,7 @@ def convert_neuraloperator_pt(path: str | os.PathLike, *, input_key: str = "x", 
         output_key: the key of the solution, stored as field ``u``. (default: ``y``)
         spatial_dims: the number of spatial axes; 0: those of the input after the sample axis. (default: 0)
         split: the split; ``auto``: ``train`` / ``test`` from the file name (``darcy_test_16.pt``), else ``train``.
-        shard: ``(i, n)``: the samples whose index ``% n == i``.
+        shard: ``(i, n)``: the contiguous block of samples :func:`~sciml.datasets.shards.shard_range` gives.
     """
     import torch
 
@@ -107,7 +107,7 @@ def convert_neuraloperator_pt(path: str | os.PathLike, *, input_key: str = "x", 
 
     def records():
         for i in range(n):
-            if not in_shard(i, shard):
+            if not in_shard(i, shard, n):
                 continue
             fields = {}
             for name, (t, extra) in arrays.items():

@@ -215,11 +215,15 @@ def _data_lines(path: Path, h: TsHeader) -> Iterator[tuple[int, str]]:
                 yield lineno, line
 
 
-def iter_ts(path: Path, h: TsHeader, shard: tuple[int, int] | None = None) -> Iterator[TimeSeries]:
-    """The instances of ``path`` (of ``shard``), parsed one line at a time."""
+def iter_ts(path: Path, h: TsHeader, shard: tuple[int, int] | None = None,
+            total: int | None = None) -> Iterator[TimeSeries]:
+    """The instances of ``path`` (of ``shard``; ``total``: the number of instances, counted when not given),
+    parsed one line at a time."""
+    if shard is not None and total is None:
+        total = sum(1 for _ in _data_lines(path, h))
     dims = None
     for i, (lineno, line) in enumerate(_data_lines(path, h)):
-        if not in_shard(i, shard):
+        if not in_shard(i, shard, total or 0):
             # the dimension count is still checked on every line, so shards agree on it
             n = line.count(":") + (0 if h.labelled else 1)
             if dims is not None and n != dims:
@@ -269,7 +273,8 @@ def convert_ts(path: str | os.PathLike, *, dataset: str = "", split: str = "auto
         split: the split of a single file; ``auto``: ``train`` / ``test`` from ``_TRAIN`` / ``_TEST`` in the file
             name (else ``train``).
         pair: given ``<NAME>_TRAIN.ts`` (or ``_TEST``), also read its partner when present. (default: :obj:`True`)
-        shard: ``(i, n)``: the instances whose index within their split ``% n == i``.
+        shard: ``(i, n)``: the contiguous block of each split's instances that
+            :func:`~sciml.datasets.shards.shard_range` gives.
     """
     shard = check_shard(shard)
     p = existing(path)
@@ -291,7 +296,7 @@ def convert_ts(path: str | os.PathLike, *, dataset: str = "", split: str = "auto
         count = sum(1 for _ in _data_lines(f, h))
         if count == 0:
             raise fail(f, "no instances after @data")
-        splits[name] = LazySplit(lambda f=f, h=h: iter_ts(f, h, shard), shard_count(count, shard))
+        splits[name] = LazySplit(lambda f=f, h=h, count=count: iter_ts(f, h, shard, count), shard_count(count, shard))
         sizes[name] = shard_count(count, shard)
     h0 = headers[first]
     return make_spec(kind="series", splits=splits, source=f"uea_ts:{first}",

@@ -243,7 +243,7 @@ def convert_tudataset(path: str | os.PathLike, *, dataset: str = "", use_node_at
             (PyG's ``use_node_attr``). (default: :obj:`False`)
         use_edge_attr: likewise for edge attributes in ``edge_attr``. (default: :obj:`False`)
         split: the split (HDF5 group) the graphs go to; TU collections have no official split.
-        shard: ``(i, n)``: graphs whose index ``% n == i``.
+        shard: ``(i, n)``: the contiguous block of graphs :func:`~sciml.datasets.shards.shard_range` gives.
     """
     shard = check_shard(shard)
     folder, prefix = find_tu(path, dataset)
@@ -251,7 +251,7 @@ def convert_tudataset(path: str | os.PathLike, *, dataset: str = "", use_node_at
 
     def records():
         for g in range(tu.num_graphs):
-            if in_shard(g, shard):
+            if in_shard(g, shard, tu.num_graphs):
                 yield tu.graph(g)
 
     count = shard_count(tu.num_graphs, shard)

@@ -54,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--index", action="store_true",
                    help="write an index of virtual datasets pointing at the shards instead of copying the data")
+    p.add_argument("--force", action="store_true",
+                   help="merge shards whose source/config differ, or that carry no checksums (not recommended)")
     common(p)
     writing(p)
     p.set_defaults(func=merge_cmd)
@@ -109,7 +111,8 @@ def merge_cmd(args: argparse.Namespace) -> int:
     if shard is not None and shard[0] != 0:
         print(f"sciml data merge: shard {shard[0]}/{shard[1]}: nothing to do (task 0 merges)", file=sys.stderr)
         return 0
-    out = merge(args.inputs, args.output, index=args.index, compression=_comp(args), overwrite=args.overwrite)
+    out = merge(args.inputs, args.output, index=args.index, compression=_comp(args), overwrite=args.overwrite,
+                force=args.force)
     print(out)
     return 0
 

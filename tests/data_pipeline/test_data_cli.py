@@ -161,7 +161,7 @@ def test_convert_plumbing(tmp_path, registries, capsys):
     assert main(["data", "convert", "toy_csv", str(src), str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{src}: ValueError: could not convert string to float" in err
-    assert not bad.exists() and not (tmp_path / "bad.h5.partial").exists()
+    assert not bad.exists() and not list(tmp_path.glob("*.partial"))
     assert main(["data", "convert", "toy_csv", str(tmp_path / "absent.csv"), str(bad)]) == 2
     assert "absent.csv: no such file" in capsys.readouterr().err
     assert main(["data", "convert", "toy_csv", str(src), str(bad), "label=1"]) == 2
@@ -199,7 +199,7 @@ def test_merge_success_gap_duplicate(tmp_path, capsys):
     other = write_dataset(tmp_path / "o" / "part-00001-of-00004.h5", "graphs", {"train": []}, source="u")
     assert main(["data", "merge", str(files[0]), str(other), "-o", str(out)]) == 2
     assert "shard 1 of 4, but other shards are of 3" in capsys.readouterr().err
-    assert not out.exists() and not (tmp_path / "x.h5.partial").exists()
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
 
 
 def test_merge_refuses_corrupted_or_incomplete_shard(tmp_path, capsys):
@@ -257,3 +257,30 @@ def test_inspect_and_validate_output(tmp_path, capsys, monkeypatch):
     assert main(["data", "validate", *map(str, files)]) == 2
     err = capsys.readouterr().err
     assert "invalid: " in err and "1 of 3 files are invalid" in err and "node_ptr" in err
+
+
+def test_merge_refuses_shards_of_different_runs_and_unchecked_shards(tmp_path):
+    recs = [Data(x=torch.full((i + 2, 2), float(i)), edge_index=torch.tensor([[0], [1]])) for i in range(4)]
+
+    def shards(folder, sources, configs):
+        for i in range(2):
+            write_dataset(shard_path(tmp_path / folder, i, 2), "graphs", {"train": recs[2 * i:2 * i + 2]},
+                          source=sources[i], config=configs[i], shard=(i, 2))
+        return tmp_path / folder
+
+    same = shards("same", ["run", "run"], [{"seed": 1}, {"seed": 1}])
+    merge_shards([same], tmp_path / "ok.h5")
+    for folder, sources, configs, what in [("src", ["run-a", "run-b"], [{"seed": 1}] * 2, "source"),
+                                           ("cfg", ["run"] * 2, [{"seed": 1}, {"seed": 2}], r"config.*seed")]:
+        parts = shards(folder, sources, configs)
+        with pytest.raises(DataFormatError, match=r"part-00001-of-00002\.h5: " + what + ".*different runs"):
+            merge_shards([parts], tmp_path / f"{folder}.h5")
+        assert not (tmp_path / f"{folder}.h5").exists()
+        merge_shards([parts], tmp_path / f"{folder}.h5", force=True)
+        assert len(open_dataset(tmp_path / f"{folder}.h5")) == 4
+    # a shard whose checksum was stripped is not merged unverified
+    with h5py.File(shard_path(same, 1, 2), "r+") as f:
+        del f["train/x"].attrs["sha256"]
+    with pytest.raises(DataFormatError, match=r"part-00001-of-00002\.h5: /train/x: no sha256"):
+        merge_shards([same], tmp_path / "nosum.h5")
+    merge_shards([same], tmp_path / "nosum.h5", force=True)

@@ -1,8 +1,10 @@
 """sciml-h5 writer + readers: exact round trips for every kind, atomic writes, the complete flag, layout."""
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -245,9 +247,33 @@ def test_killed_writer_never_exposes_the_output(tmp_path):
     proc = subprocess.run([sys.executable, "-P", "-c", script], cwd=tmp_path, capture_output=True)
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "out.h5").exists()
-    assert (tmp_path / "out.h5.partial").exists()  # a partial file is never mistaken for the output
+    (partial,) = tmp_path.glob("out.h5.*.partial")  # a partial file is never mistaken for the output
     with pytest.raises(DataFormatError, match="incomplete|not a readable HDF5"):
-        open_dataset(tmp_path / "out.h5.partial")
+        open_dataset(partial)
+    # the next writer removes the dead process's partial file, not a live writer's
+    live = H5Writer(tmp_path / "out.h5", "graphs", source="u")
+    write_dataset(tmp_path / "out.h5", "graphs", {"train": graphs(1)}, source="u")
+    assert not partial.exists() and live.partial.exists()
+    live.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]
+
+
+def test_concurrent_writers_of_one_path_do_not_clobber(tmp_path, monkeypatch):
+    import sciml.datasets.writer as writer_mod
+    synced = []
+    monkeypatch.setattr(writer_mod, "fsync_file", lambda p: synced.append(("file", Path(p).name)))
+    monkeypatch.setattr(writer_mod, "fsync_dir", lambda d: synced.append(("dir", Path(d))))
+    a = H5Writer(tmp_path / "g.h5", "graphs", source="a")
+    b = H5Writer(tmp_path / "g.h5", "graphs", source="b")
+    assert a.partial != b.partial and a.partial.name.endswith(".partial") and str(os.getpid()) in a.partial.name
+    a.extend("train", graphs(2))
+    b.extend("train", graphs(3))
+    a.close()
+    assert len(open_dataset(tmp_path / "g.h5")) == 2
+    b.close()
+    assert len(open_dataset(tmp_path / "g.h5")) == 3
+    assert synced == [("file", a.partial.name), ("dir", tmp_path), ("file", b.partial.name), ("dir", tmp_path)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.h5"]
 
 
 def test_incomplete_file_is_refused(tmp_path):
@@ -303,3 +329,30 @@ def test_compression_option_rejected(tmp_path):
     with pytest.raises(DataFormatError, match="compression 'zstd'"):
         H5Writer(tmp_path / "x.h5", "graphs", source="u", compression="zstd")
     assert not list(tmp_path.iterdir())
+
+
+def test_writer_never_narrows_later_records_silently(tmp_path):
+    def graph(y, x=None):
+        return Data(x=torch.zeros(2, 1) if x is None else x, edge_index=torch.tensor([[0], [1]]), y=y)
+
+    big = 2**40 + 5
+    cases = [
+        ([graph(torch.tensor([1], dtype=torch.int32)), graph(torch.tensor([big]))], "'y'.*int64.*int32"),
+        ([graph(torch.tensor([1])), graph(torch.tensor([0.5], dtype=torch.float64))], "'y'.*float64.*int64"),
+        ([graph(torch.tensor([0.5])), graph(torch.tensor([0.1], dtype=torch.float64))], "'y'.*float64.*float32"),
+    ]
+    for i, (records, message) in enumerate(cases):
+        with pytest.raises(DataFormatError, match=r"train record 1: " + message):
+            write_dataset(tmp_path / f"n{i}.h5", "graphs", {"train": records}, source="unit")
+        assert not (tmp_path / f"n{i}.h5").exists()
+    # values that survive the round trip are stored; every value read back equals the one written
+    ok = [graph(torch.tensor([3], dtype=torch.int32)), graph(torch.tensor([7])),
+          graph(torch.tensor([1]), x=torch.full((2, 1), 0.5, dtype=torch.float64))]
+    write_dataset(tmp_path / "ok.h5", "graphs", {"train": ok}, source="unit")
+    ds = open_dataset(tmp_path / "ok.h5")
+    assert [int(ds[i].y) for i in range(3)] == [3, 7, 1]
+    assert ds[2].x.tolist() == [[0.5], [0.5]]
+    # a wider later record: the dataset keeps the first record's dtype only if that holds the value
+    write_dataset(tmp_path / "w.h5", "graphs", {"train": [graph(torch.tensor([1])),
+                                                            graph(torch.tensor([big]))]}, source="unit")
+    assert int(open_dataset(tmp_path / "w.h5")[1].y) == big

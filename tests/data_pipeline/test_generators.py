@@ -444,3 +444,36 @@ def test_ns_cuda_matches_cpu():
     cpu = solve_navier_stokes(w0, device="cpu", **kw)
     gpu = solve_navier_stokes(w0, device="cuda", **kw)
     np.testing.assert_allclose(gpu, cpu, atol=1e-10)
+
+
+def test_solvers_raise_nonfinite_error_naming_the_time():
+    from sciml.datasets.generators.burgers import solve_burgers
+    from sciml.datasets.generators.diffusion_reaction import solve_diffusion_reaction
+    from sciml.errors import NonFiniteError
+
+    x = np.arange(64) / 64
+    with pytest.raises(NonFiniteError, match=r"burgers: .*non-finite.* before t=0\.5"):
+        solve_burgers(1e3 * np.sin(2 * np.pi * x), np.array([0, 0.5, 1.0]), viscosity=1e-8, cfl=1e4)
+    rng = np.random.default_rng(0)
+    inf = np.full((8, 8), np.inf)
+    with pytest.raises(NonFiniteError, match=r"diffusion_reaction: .*before t=0\.02"):
+        solve_diffusion_reaction(rng.standard_normal((8, 8)), rng.standard_normal((8, 8)), np.array([0, 0.01, 0.02]),
+                                 source=lambda t: (inf if t > 0.0101 else 0.0, 0.0))
+
+
+def _unpicklable_generator(*, shard=None):
+    class Local(Exception):  # a local class: cannot be pickled
+        pass
+    raise Local("no pickle for me")
+
+
+def test_worker_reports_unpicklable_errors(tmp_path):
+    import multiprocessing as mp
+
+    import sciml.datasets.cli as data_cli
+    from sciml.errors import DataFormatError
+    errors = mp.get_context("fork").Queue()
+    with pytest.raises(SystemExit):
+        data_cli._generate_worker(_unpicklable_generator, "x", {}, str(tmp_path / "p.h5"), (0, 1), None, None, errors)
+    index, err = errors.get(timeout=10)
+    assert index == 0 and isinstance(err, DataFormatError) and "Local: no pickle for me" in str(err)

@@ -275,7 +275,8 @@ def test_tudataset_small_matches_pyg(tmp_path, attrs):
     # shards partition the collection
     parts = [list(convert("tudataset", tmp_path / "TOY", use_node_attr=attrs, use_edge_attr=attrs,
                           shard=(i, 2)).splits["train"]) for i in range(2)]
-    assert [len(p) for p in parts] == [2, 1]
+    assert [len(p) for p in parts] == [1, 2]  # contiguous blocks (shard_range)
+    same_graph(got[0], parts[0][0])
     same_graph(got[1], parts[1][0])
 
 
@@ -383,7 +384,7 @@ def test_ts_small_roundtrip(tmp_path):
     # a single file, its split from the name, and sharding
     spec1 = convert("uea_ts", tmp_path / "Toy_TEST.ts", pair=False)
     assert list(spec1.splits) == ["test"]
-    assert [t.y for t in convert("uea_ts", tmp_path / "Toy_TRAIN.ts", shard=(1, 2)).splits["train"]] == [2]
+    assert [t.y for t in convert("uea_ts", tmp_path / "Toy_TRAIN.ts", shard=(1, 2)).splits["train"]] == [2, 0]
 
     (tmp_path / "S_TRAIN.ts").write_text(TS_STAMPS)
     s = list(convert("uea_ts", tmp_path / "S_TRAIN.ts").splits["train"])
@@ -479,7 +480,7 @@ def test_ase_small_roundtrip(tmp_path, ext):
         assert r.fixed.tolist() == [True, True, False, False, False, False]
         assert r.tags.tolist() == [0, 0, 1, 1, 2, 2]  # OC20 fallback: fixed / slab / trailing C, O
     assert [r.tags.tolist() for r in convert("ase", path, tags="source").splits["train"]][0] == [0] * 6
-    assert len(list(convert("ase", tmp_path, pattern=f"*.{ext}", shard=(1, 2)).splits["train"])) == 1
+    assert len(list(convert("ase", tmp_path, pattern=f"*.{ext}", shard=(1, 2)).splits["train"])) == 2
 
 
 @with_package("ase")
@@ -524,7 +525,7 @@ def test_neuraloperator_small_roundtrip_and_unsafe(tmp_path):
     assert len(got) == 5 and [g.params["seed"] for g in got] == [0, 1, 2, 3, 4]
     np.testing.assert_array_equal(got[3].fields["u"], y[3].numpy()[None, ..., None])
     assert [g.params["seed"] for g in convert("neuraloperator_pt", tmp_path / "toy_train.pt",
-                                              shard=(2, 3)).splits["train"]] == [2]
+                                              shard=(2, 3)).splits["train"]] == [3, 4]
     torch.save({"x": x, "y": y[:4]}, tmp_path / "bad.pt")
     with pytest.raises(DataFormatError, match=r"bad\.pt: 'x' has 5 samples but 'y' has 4"):
         convert("neuraloperator_pt", tmp_path / "bad.pt")
@@ -642,3 +643,56 @@ def test_missing_path_is_a_typed_error(tmp_path):
     for name in ("planetoid", "npz_graph", "tudataset", "uea_ts", "neuraloperator_pt", "matlab", "npz_fields"):
         with pytest.raises(DataFormatError, match="nope: no such input"):
             convert(name, tmp_path / "nope")
+
+
+# ------------------------------------------------------------------------------------------- shard + merge
+def _h5_arrays(path):
+    import h5py
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+        f.visititems(visit)
+    return out
+
+
+def test_sharded_convert_then_merge_equals_unsharded(tmp_path):
+    """Converting in 2 shards and merging gives the unsharded file record for record, for converters with a known
+    count (TU, .pt, .ts) and for ASE (count unknown upfront)."""
+    from sciml.datasets.shards import merge_shards, shard_path
+    from sciml.datasets.writer import write_spec
+
+    write_tu(tmp_path / "TOY" / "raw")
+    torch.save({"x": torch.rand(5, 4, 3), "y": torch.rand(5, 4, 3), "seed": torch.arange(5)}, tmp_path / "t_train.pt")
+    (tmp_path / "Toy_TRAIN.ts").write_text(TS_SMALL)
+    (tmp_path / "Toy_TEST.ts").write_text(TS_SMALL.replace("7,8:?,9:up", "1:2:up"))
+    cases = [("tudataset", tmp_path / "TOY", {}), ("neuraloperator_pt", tmp_path / "t_train.pt", {}),
+             ("uea_ts", tmp_path / "Toy_TRAIN.ts", {})]
+    try:
+        import ase
+        import ase.io
+        frames = [ase.Atoms("H2O", positions=np.arange(9.0).reshape(3, 3) * (k + 1)) for k in range(5)]
+        ase.io.write(tmp_path / "f.extxyz", frames)
+        cases.append(("ase", tmp_path / "f.extxyz", {}))
+    except ImportError:  # pragma: no cover
+        pass
+    for name, path, kw in cases:
+        whole = write_spec(tmp_path / f"{name}.h5", convert(name, path, **kw))
+        parts = tmp_path / f"{name}-parts"
+        for i in range(2):
+            write_spec(shard_path(parts, i, 2), convert(name, path, shard=(i, 2), **kw), shard=(i, 2))
+        merged = merge_shards([parts], tmp_path / f"{name}-merged.h5")
+        a, b = _h5_arrays(whole), _h5_arrays(merged)
+        assert a.keys() == b.keys(), name
+        for k in a:
+            assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f"), (name, k)
+
+
+def test_check_shard_is_a_config_error():
+    from sciml.datasets.sources._common import check_shard
+    from sciml.errors import ConfigError, DataFormatError
+    for bad in ((2, 2), (0, 0), "x", (1,)):
+        with pytest.raises(ConfigError, match="shard") as info:
+            check_shard(bad)
+        assert not isinstance(info.value, DataFormatError)

@@ -134,3 +134,66 @@ def test_failed_conversion_leaves_no_output(tmp_path):
     with pytest.raises(DataFormatError, match=r"X_TRAIN\.ts:4: unknown class label 'c'"):
         write_spec(bad, spec)
     assert not bad.exists() and not list(tmp_path.glob("bad.h5*"))
+
+
+# A crafted pickle that, with real scipy classes, reached scipy's C reshape on unchecked arrays through BUILD with a
+# (state, slotstate) pair: heap corruption (SIGSEGV / SIGABRT) or, with a large indptr, a hang. It runs in a child
+# process so that a regression crashes the child, not the test session.
+_CRAFTED = r'''
+import pickle, sys
+import numpy as np
+from sciml.datasets.sources.safe_pickle import safe_loads, sparse_to_dense
+from sciml.errors import DataFormatError
+
+def body(obj):
+    return pickle.dumps(obj, protocol=2)[2:-1]  # without PROTO and STOP
+
+def newobj(mod, name, build_state):
+    return b"\x80\x02" + f"c{mod}\n{name}\n".encode() + b")\x81" + body(build_state) + b"b."
+
+state = {"_shape": (3, 3), "maxprint": 50, "data": np.ones(3), "indices": np.array([0, 1, 2], np.int32),
+         "indptr": np.array([0, 2000, 5, 3000], np.int32)}
+big = dict(state, indptr=np.array([0, 2**31 - 1, 5, 2**31 - 1], np.int32))
+payloads = {
+    "slotstate": newobj("scipy.sparse", "csr_matrix", (state, {"shape": (1, 9)})),
+    "slotstate_big": newobj("scipy.sparse._csr", "csr_matrix", (big, {"shape": (2**20, 2**20)})),
+    "slotstate_only": newobj("scipy.sparse", "csc_matrix", (None, {"_shape": (1, 9), "indptr": state["indptr"]})),
+    "dict_bad_indptr": newobj("scipy.sparse", "csr_matrix", big),
+    "codecs_not_latin1": b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x08\x00\x00\x00rot_13_x\x86R.",
+    "codecs_bytes": b"\x80\x02c_codecs\nencode\nC\x03abcX\x06\x00\x00\x00latin1\x86R.",
+}
+for name, payload in payloads.items():
+    try:
+        obj = safe_loads(payload, source=name + ".pkl")
+        sparse_to_dense(obj, name + ".pkl")
+    except DataFormatError as err:
+        assert "\n" not in str(err) and name in str(err), err
+        print(name, "refused:", err, flush=True)
+    else:
+        print(name, "ACCEPTED", flush=True)
+'''
+
+
+def test_crafted_sparse_pickle_is_refused_cleanly(tmp_path):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONSAFEPATH="1")
+    proc = subprocess.run([sys.executable, "-c", _CRAFTED], capture_output=True, text=True, timeout=60, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr[-2000:])
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 6 and all(" refused: " in line for line in lines), proc.stdout
+
+
+def test_safe_pickle_still_reads_real_sparse_and_bytes():
+    import pickle
+
+    import scipy.sparse as sp
+
+    from sciml.datasets.sources.safe_pickle import safe_loads, sparse_to_dense
+    dense = np.array([[0, 2.0, 0], [1.5, 0, 0]])
+    for m in (sp.csr_matrix(dense), sp.csc_matrix(dense), sp.coo_matrix(dense)):
+        obj = safe_loads(pickle.dumps(m, protocol=2))
+        np.testing.assert_array_equal(sparse_to_dense(obj, "m.pkl"), dense)
+    assert safe_loads(pickle.dumps({"b": b"\x00\xffab"}, protocol=2)) == {"b": b"\x00\xffab"}
