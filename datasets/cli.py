@@ -250,7 +250,7 @@ def _write_spec(path: Path, spec: Any, *, compression: str | None, shard: tuple[
 
     n = 0
     with H5Writer(path, spec.kind, source=spec.source, config=spec.config, compression=compression,
-                  coords=spec.coords, shard=shard) as w:
+                  coords=spec.coords, shard=shard, levels=getattr(spec, "levels", None)) as w:
         for split, records in spec.splits.items():
             w.split(split)
             iterator = iter(records)

@@ -6,7 +6,8 @@ This module is the specification (see also ``docs/data.md``) and its checker. Ev
   (``"sciml <version> (git <hash>)"``), ``source``, ``config`` (YAML text), optionally ``shard_index`` /
   ``shard_count``, and ``complete = 1``, written last: a file without it is refused by every reader.
 * one group per split (``/train``, ``/val``, ``/test``...) with attribute ``num_samples`` and ``meta/sizes [N]``
-  (nodes, atoms, observations or grid points per sample, for load-balancing samplers).
+  (nodes, atoms, observations or grid points per sample, for load-balancing samplers; for the packed kinds it
+  equals ``diff(node_ptr)``, ``diff(atom_ptr)``, ``diff(ptr)``).
 
 Every dataset in a split group carries attributes saying how it is indexed (:data:`LEVEL_ATTR`):
 
@@ -80,6 +81,8 @@ KIND_SPECS: dict[str, dict[str, tuple[str, str, tuple[int, ...] | None, bool]]] 
                "y": ("sample", "n", (), False)},
 }
 #: Reserved names inside a split group (not usable as record keys).
+# The offsets whose differences ``meta/sizes`` must equal (nodes, atoms, observations per sample).
+SIZE_PTR = {"graphs": "node_ptr", "atoms": "atom_ptr", "series": "ptr"}
 RESERVED_NAMES = frozenset({"meta", "node_ptr", "edge_ptr", "atom_ptr", "ptr"})
 DEFAULT_CACHE_BYTES = 64 * 2**20
 BLOCK_BYTES = 64 * 2**20
@@ -233,8 +236,9 @@ def _dtype_ok(dtype: np.dtype, cls: str) -> bool:
 def validate_file(path: str | os.PathLike, *, checksums: bool = True, finite: bool = True,
                   max_problems: int = 20) -> list[str]:
     """Check a sciml-h5 file completely: header, every split's datasets against the schema (levels, dtypes,
-    shapes, lengths), offsets (start at 0, non-decreasing, matching the packed lengths), local edge ids in range,
-    sha256 checksums, and NaN/Inf (allowed only in series ``values`` where ``mask`` is False).
+    shapes, lengths), offsets (start at 0, non-decreasing, matching the packed lengths), ``meta/sizes`` equal to the
+    node/atom/observation counts ``diff(ptr)`` (graphs, atoms, series), local edge ids in range, sha256 checksums,
+    and NaN/Inf (allowed only in series ``values`` where ``mask`` is False).
 
     Returns:
         A list of problems (empty if the file is valid), each a short sentence naming the dataset.
@@ -352,6 +356,27 @@ def _validate_split(g: Any, kind: str, split: str, problems: list[str], *, check
             _check_finite(g, name, d, kind, bad)
     if "edge_index" in datasets and kind in ("graphs", "atoms"):
         _check_edge_ids(datasets, ptrs, "node_ptr" if kind == "graphs" else "atom_ptr", bad)
+    size_ptr = SIZE_PTR.get(kind)
+    if size_ptr in ptrs and "meta/sizes" in datasets:
+        _check_sizes(datasets["meta/sizes"], ptrs[size_ptr], size_ptr, n, bad)
+
+
+def _check_sizes(d: Any, ptr: np.ndarray, pname: str, n: int, bad: Any) -> None:
+    """Packed kinds: ``meta/sizes`` (what samplers balance on) must equal the counts ``diff(ptr)``."""
+    try:
+        sizes = np.asarray(d[()])
+    except OSError as err:
+        bad(f"meta/sizes: read error ({_short(err)})")
+        return
+    if sizes.shape != (n,):
+        bad(f"meta/sizes: shape {sizes.shape}, expected ({n},)")
+        return
+    diff = np.diff(ptr)
+    wrong = np.flatnonzero(sizes != diff)
+    if wrong.size:
+        i = int(wrong[0])
+        bad(f"meta/sizes: {wrong.size} sample(s) disagree with diff({pname}) (first: sample {i} has size "
+            f"{sizes[i]}, {pname} gives {diff[i]})")
 
 
 def _check_finite(g: Any, name: str, d: Any, kind: str, bad: Any) -> None:

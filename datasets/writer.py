@@ -52,6 +52,9 @@ class DataSpec:
         config (dict): The options that produced it (written as YAML into the root ``config`` attribute).
         coords (dict[str, np.ndarray], optional): Grid coordinates ``t, x, y, z`` for ``"fields"``.
         sizes (dict[str, int], optional): Expected number of records per split (for progress bars).
+        levels (dict[str, str], optional): graphs/atoms: key -> ``"node"``, ``"edge"`` or ``"graph"``, passed to
+            :class:`H5Writer` where the guess from the first record is ambiguous (a per-graph tensor of shape
+            ``[num_nodes]``, or a per-edge tensor when ``N == E``).
     """
 
     kind: str
@@ -60,6 +63,7 @@ class DataSpec:
     config: dict
     coords: dict[str, np.ndarray] | None = None
     sizes: dict[str, int] | None = None
+    levels: dict[str, str] | None = None
 
 
 def partial_path(path: str | os.PathLike) -> Path:
@@ -666,4 +670,5 @@ def write_spec(path: str | os.PathLike, spec: DataSpec, *, compression: str | No
                shard: tuple[int, int] | None = None) -> Path:
     """Write a :class:`DataSpec` (what converters and generators return) to ``path``."""
     return write_dataset(path, spec.kind, spec.splits, source=spec.source, config=spec.config,
-                         compression=compression, coords=spec.coords, shard=shard)
+                         compression=compression, coords=spec.coords, shard=shard,
+                         levels=getattr(spec, "levels", None))

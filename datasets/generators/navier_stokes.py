@@ -48,8 +48,14 @@ def fno_forcing(s: int) -> np.ndarray:
 
 
 def ns_initial_vorticity(rng: np.random.Generator, s: int, alpha: float = 2.5, tau: float = 7.0) -> np.ndarray:
-    """FNO's initial vorticity: a periodic GRF with :math:`\\alpha=2.5`, :math:`\\tau=7` on the ``s x s`` torus grid."""
-    return grf_periodic(rng, (s, s), alpha=alpha, tau=tau)
+    """FNO's initial vorticity: a periodic GRF with :math:`\\alpha=2.5`, :math:`\\tau=7` on the ``s x s`` torus grid.
+
+    As FNO's ``random_fields.GaussianRF`` (which generated ``NavierStokes_V1e-5_N1200_T20``): amplitude
+    :math:`\\sqrt2\\,\\tau^{\\alpha-1}` per complex mode, i.e. covariance
+    :math:`2\\tau^{2\\alpha-2}(-\\Delta+\\tau^2)^{-\\alpha}` and pointwise variance
+    :math:`\\sum_{k\\neq0} 2\\tau^{2\\alpha-2}(4\\pi^2|k|^2+\\tau^2)^{-\\alpha}`.
+    """
+    return grf_periodic(rng, (s, s), alpha=alpha, tau=tau, sigma=math.sqrt(2.0) * tau ** (0.5 * (2 * alpha - 2)))
 
 
 class SpectralNS2d:

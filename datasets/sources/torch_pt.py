@@ -10,6 +10,10 @@ field becomes ``[T, *S, 1]``; a field without a time axis is repeated along ``T`
 sciml-h5 layout keeps one grid for all fields). Other keys holding one number (``visc [1, 1]``) or one number per
 sample (``[N]``) become ``params``. Coordinates: ``x``, ``y``, ``z`` = ``linspace(0, 1, n)`` per spatial axis (the
 unit square of these benchmarks), and ``t = linspace(0, 1, T)`` when ``T > 1``.
+
+Dtypes: fields are stored as float32. ``bfloat16`` tensors (which numpy cannot represent) are converted to float32
+explicitly (exact: every bfloat16 is a float32); float16/32/64, bool and integer tensors are accepted as well.
+Any other dtype (complex, ``float8_*``, quantized...) is a one-line :class:`DataFormatError` naming the file and key.
 """
 from __future__ import annotations
 
@@ -61,6 +65,8 @@ def convert_neuraloperator_pt(path: str | os.PathLike, *, input_key: str = "x", 
     """
     import torch
 
+    _FIELD_DTYPES = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool, torch.uint8, torch.int8,
+                     torch.int16, torch.int32, torch.int64}
     shard = check_shard(shard)
     p = existing(path)
     obj = load_pt(p)
@@ -89,14 +95,17 @@ def convert_neuraloperator_pt(path: str | os.PathLike, *, input_key: str = "x", 
             if times > 1 and t.shape[1] != times:
                 raise fail(p, f"{key!r} has {t.shape[1]} time steps, another field has {times}")
             times = t.shape[1]
-        if t.is_complex() or not (t.is_floating_point() or t.dtype in (torch.bool, torch.uint8, torch.int8,
-                                                                        torch.int16, torch.int32, torch.int64)):
-            raise fail(p, f"{key!r} has dtype {t.dtype}, expected real numbers")
+        if t.dtype not in _FIELD_DTYPES:
+            raise fail(p, f"{key!r} has dtype {t.dtype}, which cannot be converted to a numpy array (expected "
+                          "float16/32/64, bfloat16, bool or int)")
         arrays[name] = (t, extra)
     params: dict[str, Any] = {}
     for k, v in obj.items():
         if k in (input_key, output_key) or not isinstance(v, torch.Tensor) or v.is_complex():
             continue
+        if v.dtype not in _FIELD_DTYPES:
+            raise fail(p, f"key {k!r} has dtype {v.dtype}, which cannot be converted to a number (expected "
+                          "float16/32/64, bfloat16, bool or int)")
         if v.numel() == 1:
             params[str(k)] = float(v.reshape(-1)[0])
         elif v.ndim in (1, 2) and v.shape[0] == n and v.numel() == n:
@@ -111,7 +120,9 @@ def convert_neuraloperator_pt(path: str | os.PathLike, *, input_key: str = "x", 
                 continue
             fields = {}
             for name, (t, extra) in arrays.items():
-                a = t[i].to(torch.float32).numpy() if not t.is_floating_point() else t[i].numpy()
+                # bfloat16 (no numpy dtype) and integers -> float32 explicitly; float16/32/64 as they are.
+                exact = t.dtype in (torch.float16, torch.float32, torch.float64)
+                a = t[i].numpy() if exact else t[i].to(torch.float32).numpy()
                 a = a if extra else a[None]
                 if a.shape[0] != times:
                     a = np.repeat(a, times, axis=0)

@@ -356,3 +356,38 @@ def test_writer_never_narrows_later_records_silently(tmp_path):
     write_dataset(tmp_path / "w.h5", "graphs", {"train": [graph(torch.tensor([1])),
                                                             graph(torch.tensor([big]))]}, source="unit")
     assert int(open_dataset(tmp_path / "w.h5")[1].y) == big
+
+
+def _ambiguous_graphs():
+    """First record: 4 nodes and 4 edges, so a per-edge ``w [E]`` and a per-graph ``target [4]`` both look
+    node-level; the second record (5 nodes, 4 edges) then disagrees with that guess."""
+    out = []
+    for n in (4, 5):
+        out.append(Data(x=torch.randn(n, 2), edge_index=torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]),
+                        w=torch.arange(4.0) + n, target=torch.arange(4.0) * n, num_nodes=n))
+    return out
+
+
+@pytest.mark.parametrize("via", ["write_spec", "cli"])
+def test_spec_levels_fix_the_level_guess(tmp_path, via):
+    def spec(levels):
+        return DataSpec(kind="graphs", splits={"train": _ambiguous_graphs()}, source="unit", config={},
+                        levels=levels)
+
+    def write(path, s):
+        if via == "write_spec":
+            return write_spec(path, s)
+        from sciml.datasets.cli import _write_spec
+        _write_spec(path, s, compression=None, shard=None, progress=None)
+        return path
+
+    with pytest.raises(DataFormatError, match="guessed from the first record"):
+        write(tmp_path / "guess.h5", spec(None))
+    path = write(tmp_path / "fixed.h5", spec({"w": "edge", "target": "graph"}))
+    assert validate_file(path) == []
+    with h5py.File(path) as f:
+        g = f["train"]
+        assert g["w"].attrs["level"] == "packed" and g["w"].attrs["ptr"] == "edge_ptr"
+        assert g["target"].attrs["level"] == "sample" and g["target"].shape == (2, 4)
+        np.testing.assert_array_equal(g["w"][()], np.r_[np.arange(4.0) + 4, np.arange(4.0) + 5])
+        np.testing.assert_array_equal(g["target"][1], np.arange(4.0) * 5)

@@ -93,6 +93,43 @@ def test_non_monotone_offsets_and_count_mismatch(tmp_path):
     assert any("x: 100 rows along axis 0, but node_ptr[-1] = 290 (counts disagree)" in p for p in problems)
 
 
+def _rewrite_with_checksum(path, name, values):
+    """Overwrite a dataset and store its new sha256 (computed here with hashlib, as the format defines it), so that
+    only a consistency check can catch the change."""
+    import hashlib
+
+    with h5py.File(path, "r+") as f:
+        d = f[name]
+        d[...] = values
+        d.attrs["sha256"] = hashlib.sha256(np.ascontiguousarray(d[()]).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["graphs", "atoms", "series"])
+def test_meta_sizes_must_equal_ptr_differences(tmp_path, kind):
+    rng = np.random.default_rng(0)
+    if kind == "graphs":
+        path, ptr = make_graphs(tmp_path / "g.h5"), "node_ptr"
+    elif kind == "atoms":
+        recs = [Data(pos=torch.randn(3 + i, 3, dtype=torch.float64), z=torch.randint(1, 9, (3 + i,)),
+                     cell=torch.eye(3)[None], pbc=torch.ones(1, 3, dtype=torch.bool),
+                     tags=torch.zeros(3 + i, dtype=torch.long), fixed=torch.zeros(3 + i, dtype=torch.bool))
+                for i in range(6)]
+        path, ptr = write_dataset(tmp_path / "a.h5", "atoms", {"train": recs}, source="unit"), "atom_ptr"
+    else:
+        recs = [TimeSeries(np.sort(rng.random(4 + i)), rng.random((4 + i, 2)).astype(np.float32),
+                           np.ones((4 + i, 2), bool)) for i in range(6)]
+        path, ptr = write_dataset(tmp_path / "s.h5", "series", {"train": recs}, source="unit"), "ptr"
+    assert validate_file(path) == []
+    with h5py.File(path) as f:
+        sizes = f["train/meta/sizes"][()]
+        np.testing.assert_array_equal(sizes, np.diff(f[f"train/{ptr}"][()]))
+    sizes[2] += 1
+    _rewrite_with_checksum(path, "train/meta/sizes", sizes)
+    problems = validate_file(path)
+    assert len(problems) == 1 and f"/train/meta/sizes: 1 sample(s) disagree with diff({ptr}) (first: sample 2" \
+        in problems[0], problems
+
+
 def test_edge_ids_out_of_range(tmp_path):
     path = make_graphs(tmp_path / "g.h5")
     with h5py.File(path, "r+") as f:

@@ -103,17 +103,47 @@ def test_specs_round_trip_through_the_writer(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- GRF
-def test_grf_periodic_variance_and_mean():
+def _periodic_variance(sigma, alpha, tau, d, kmax):
+    """Pointwise variance sum_{k != 0} sigma^2 mu_k of sigma^2 (-Lap + tau^2)^-alpha on the unit torus, summed
+    directly from the eigenvalues mu_k = (4 pi^2 |k|^2 + tau^2)^-alpha over |k_i| <= kmax (independent of the
+    sampler's grid and FFT conventions)."""
+    k = np.arange(-kmax, kmax + 1, dtype=np.float64)
+    k2 = k ** 2 if d == 1 else k[:, None] ** 2 + k[None, :] ** 2
+    mu = (4 * PI ** 2 * k2 + tau ** 2) ** (-alpha)
+    return sigma ** 2 * (mu.sum() - tau ** (-2 * alpha))  # minus the k = 0 term
+
+
+def test_grf_periodic_1d_monte_carlo_variance_matches_covariance_operator():
+    """Burgers' initial condition N(0, 625 (-Lap + 25)^-2): Monte-Carlo pointwise variance and lag covariance
+    against the operator's kernel c(x, y) = sum_{k != 0} sigma^2 mu_k cos 2 pi k (x - y) (FNO GRF1.m)."""
+    rng = np.random.default_rng(1)
+    s, n, sigma, alpha, tau = 64, 8000, 25.0, 2.0, 5.0
+    u = np.stack([grf_periodic(rng, s, alpha=alpha, tau=tau, sigma=sigma) for _ in range(n)])
+    np.testing.assert_allclose(u.mean(axis=1), 0.0, atol=1e-10)
+    var = _periodic_variance(sigma, alpha, tau, 1, 100_000)
+    # Closed form of the same sum: sum_k 1/(k^2+c^2)^2 = pi coth(pi c)/(2c^3) + pi^2 csch^2(pi c)/(2c^2), c = tau/2pi.
+    c = tau / (2 * PI)
+    series = PI / (2 * c ** 3) / math.tanh(PI * c) + PI ** 2 / (2 * c ** 2) / math.sinh(PI * c) ** 2
+    assert abs(var - sigma ** 2 * (series / (16 * PI ** 4) - tau ** -4)) < 1e-9 * var  # 0.35233...
+    mc = np.mean(u ** 2)  # the field has zero mean by construction
+    assert abs(mc / var - 1) < 0.04, (mc, var)  # the sqrt(2)-too-large amplitude gives 2.0
+    h = s // 8  # lag 1/8
+    k = np.arange(1, 100_001, dtype=np.float64)
+    cov = 2 * np.sum(sigma ** 2 * (4 * PI ** 2 * k ** 2 + tau ** 2) ** (-alpha) * np.cos(2 * PI * k * h / s))
+    assert abs(np.mean(u * np.roll(u, h, axis=1)) - cov) < 0.04 * var
+
+
+def test_grf_periodic_2d_variance_and_ns_fno_convention():
     rng = np.random.default_rng(0)
     s, alpha, tau = 32, 2.5, 7.0
+    sigma = tau ** (0.5 * (2 * alpha - 2))
+    var = _periodic_variance(sigma, alpha, tau, 2, 400)
     fields = np.stack([grf_periodic(rng, (s, s), alpha=alpha, tau=tau) for _ in range(300)])
     np.testing.assert_allclose(fields.mean(axis=(1, 2)), 0.0, atol=1e-12)
-    k = np.fft.fftfreq(s, 1.0 / s)
-    lam = 4 * PI ** 2 * (k[:, None] ** 2 + k[None, :] ** 2)
-    sigma = tau ** (0.5 * (2 * alpha - 2))
-    var = (2 * sigma ** 2 * (lam + tau ** 2) ** (-alpha))
-    var[0, 0] = 0
-    assert abs(fields.var() / var.sum() - 1) < 0.1
+    assert abs(np.mean(fields ** 2) / var - 1) < 0.1
+    # Navier-Stokes keeps FNO's random_fields.GaussianRF amplitude sqrt(2) sigma: twice the variance.
+    ns = np.stack([ns_initial_vorticity(rng, s) for _ in range(300)])
+    assert abs(np.mean(ns ** 2) / (2 * var) - 1) < 0.1
 
 
 def test_grf_neumann_resolution_consistent_and_zero_normal_derivative():

@@ -541,6 +541,30 @@ def test_neuraloperator_small_roundtrip_and_unsafe(tmp_path):
     assert not marker.exists()
 
 
+def test_neuraloperator_bfloat16_converted_and_float8_refused(tmp_path):
+    """bf16 has no numpy dtype: converted to float32 exactly; float8 is a one-line error naming file and key."""
+    from sciml.datasets.schema import validate_file
+    from sciml.datasets.writer import write_spec
+
+    x = torch.rand(3, 4, 3).to(torch.bfloat16)
+    y = torch.rand(3, 4, 3, dtype=torch.float64)
+    torch.save({"x": x, "y": y, "visc": torch.tensor([[0.5]], dtype=torch.bfloat16)}, tmp_path / "bf_train.pt")
+    got = list(convert("neuraloperator_pt", tmp_path / "bf_train.pt").splits["train"])
+    a = got[1].fields["a"]
+    assert a.dtype == np.float32 and got[1].params["visc"] == 0.5
+    np.testing.assert_array_equal(a[0, ..., 0], x[1].float().numpy())
+    path = write_spec(tmp_path / "bf.h5", convert("neuraloperator_pt", tmp_path / "bf_train.pt"))
+    assert validate_file(path) == []
+    for key in ("x", "seed"):
+        obj = {"x": x.float(), "y": y, "seed": torch.zeros(3)}
+        obj[key] = obj[key].to(torch.float8_e4m3fn)
+        torch.save(obj, tmp_path / "f8.pt")
+        with pytest.raises(DataFormatError) as info:
+            list(convert("neuraloperator_pt", tmp_path / "f8.pt").splits["train"])
+        msg = str(info.value)
+        assert "\n" not in msg and "f8.pt: " in msg and repr(key) in msg and "float8_e4m3fn" in msg, msg
+
+
 # ---------------------------------------------------------------------------------------------------- .mat / .npz
 @needs("pde")
 @pytest.mark.parametrize("rel,field,key", [("pinns_raissi/burgers_shock.mat", "usol", "t"),
