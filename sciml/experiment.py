@@ -21,7 +21,7 @@ from typing import Any
 from torch import nn
 
 from sciml.config import MODELS, ExperimentConfig, load_config, write_run_info
-from sciml.config.run_info import atomic_write_text
+from sciml.io import atomic_write_text
 from sciml.errors import CheckpointError, ConfigError
 from sciml.train import find_latest_checkpoint, load_checkpoint, seed_everything
 
@@ -69,7 +69,7 @@ def data_dims(train_data: Any) -> dict[str, int]:
     elif y is not None:
         num_classes = getattr(train_data, "num_classes", None)
         if num_classes is None:
-            num_classes = max(int(getattr(s, "y").max()) for s in train_data) + 1
+            num_classes = max(int(s.y.max()) for s in train_data) + 1
         dims["out_channels"] = int(num_classes)
     return dims
 

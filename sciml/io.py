@@ -28,7 +28,8 @@ def temp_path_for(path: str | os.PathLike) -> pathlib.Path:
     return path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def _fsync_dir(directory: pathlib.Path) -> None:
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """fsync ``directory`` (after a rename or unlink in it), where the platform allows it."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory fds
@@ -39,11 +40,6 @@ def _fsync_dir(directory: pathlib.Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def fsync_dir(directory: str | os.PathLike) -> None:
-    """fsync ``directory`` (after a rename or unlink in it), where the platform allows it."""
-    _fsync_dir(pathlib.Path(directory))
 
 
 def fsync_file(path: str | os.PathLike) -> None:
@@ -83,7 +79,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], Any], *, bi
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
