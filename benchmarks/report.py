@@ -24,9 +24,44 @@ def _machine(m: dict) -> str:
     return ", ".join(parts)
 
 
+_TUNED_GLIBC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"
+_DEFAULT_ALLOC_SUFFIX = "_default_alloc"  # sparse_ops.py --allocator both: FILE.json + FILE_default_alloc.json
+
+
+def _allocator(m: dict) -> str:
+    """The allocator label a sparse_ops run recorded (older results: derived from its allocator environment)."""
+    if m.get("allocator"):
+        return m["allocator"]
+    env = {k: v for k, v in (m.get("allocator_env") or {}).items() if v}
+    if not env:
+        return "default"
+    return "tuned" if env == {"GLIBC_TUNABLES": _TUNED_GLIBC} else "custom"
+
+
+def _sparse_ops_allocators(tuned: dict, default: dict) -> list[str]:
+    """Side by side: the same benchmark under the tuned and the default glibc allocator."""
+    lines = ["Same benchmark under both allocators (tuned: `GLIBC_TUNABLES=" + _TUNED_GLIBC + "`, default: glibc "
+             "defaults); median ms, each from its own run:", "",
+             "| nodes | edges | F | pass | ours tuned | ours default | pyg_mp tuned | pyg_mp default | "
+             "index_add tuned | index_add default | MP / ours tuned | MP / ours default | best peer / ours tuned | "
+             "best peer / ours default |", "|" + "---:|" * 14]
+    other = {(r["num_nodes"], r["num_edges"], r["features"], r["mode"]): r for r in default["results"]}
+    for r in tuned["results"]:
+        d = other.get((r["num_nodes"], r["num_edges"], r["features"], r["mode"]))
+        if d is None:
+            continue
+        t, dm = r["median_ms"], d["median_ms"]
+        lines.append(f"| {r['num_nodes']} | {r['num_edges']} | {r['features']} | {r['mode']} | {t['ours']:.3g} | "
+                     f"{dm['ours']:.3g} | {t['pyg_mp']:.3g} | {dm['pyg_mp']:.3g} | {t['index_add']:.3g} | "
+                     f"{dm['index_add']:.3g} | {r['speedup_vs_pyg_mp']:.1f} | {d['speedup_vs_pyg_mp']:.1f} | "
+                     f"{r['best_peer_over_ours']:.2f} | {d['best_peer_over_ours']:.2f} |")
+    return lines + [""]
+
+
 def sparse_ops(res: dict, name: str) -> list[str]:
     peers = [p for p in res["results"][0]["median_ms"] if p != "ours"]
-    lines = [f"### Sparse ops: SpMM `A @ x` ({name})", "",
+    alloc = _allocator(res["machine"])
+    lines = [f"### Sparse ops: SpMM `A @ x` ({name}, {alloc} allocator)", "",
              f"Machine: {_machine(res['machine'])}. Memory-bandwidth reference (large copy, same run): "
              f"{res['bandwidth_reference']['gb_per_s_read_plus_write']:.1f} GB/s.", "",
              "Median ms per call; ratio = best peer / ours (> 1: ours faster); MP = PyG `MessagePassing` on "
@@ -38,7 +73,14 @@ def sparse_ops(res: dict, name: str) -> list[str]:
         lines.append(f"| {r['num_nodes']} | {r['num_edges']} | {r['features']} | {r['mode']} | {med['ours']:.3g} | "
                      + " | ".join(f"{med[p]:.3g}" for p in peers)
                      + f" | {r['best_peer_over_ours']:.2f} ({r['best_peer']}) | {r['speedup_vs_pyg_mp']:.1f} |")
-    return lines + [""]
+    lines.append("")
+    stem = name[:-len(".json")] if name.endswith(".json") else name
+    tuned_path = RESULTS / f"{stem[:-len(_DEFAULT_ALLOC_SUFFIX)]}.json"
+    if stem.endswith(_DEFAULT_ALLOC_SUFFIX) and tuned_path.exists():
+        tuned = json.loads(tuned_path.read_text())
+        if tuned.get("benchmark") == "sparse_ops" and _allocator(tuned["machine"]) != alloc:
+            lines += _sparse_ops_allocators(tuned, res)
+    return lines
 
 
 def trainer_overhead(res: dict, name: str) -> list[str]:
@@ -54,7 +96,42 @@ def trainer_overhead(res: dict, name: str) -> list[str]:
     return lines + [""]
 
 
-RENDERERS = {"sparse_ops": sparse_ops, "trainer_overhead": trainer_overhead}
+def data_io(res: dict, name: str) -> list[str]:
+    mib = 2.0 ** 20
+    lines = [f"### Data I/O: sciml-h5 readers, raw formats, generators, conversion memory ({name})", "",
+             f"Machine: {_machine(res['machine'])}. Load average at start / end: "
+             f"{res['machine'].get('load_average')} / {res.get('load_average_end')}. Main-process torch threads: "
+             f"{res['settings'].get('torch_threads_main')}.", "",
+             "Samples/s over whole epochs (batch 64; median of interleaved rounds). `ours_wK`: `open_dataset` + "
+             "DataLoader with K workers; other columns are the peers named in `benchmarks/data_io.py`.", "",
+             "| case | samples | peers (samples/s) | ours w0 / best other |", "|---|---:|---|---:|"]
+    for r in res["readers"]:
+        peers = ", ".join(f"{k} {v['samples_per_s']:,.0f}" for k, v in r["peers"].items())
+        lines.append(f"| {r['case']} | {r['num_samples']} | {peers} | {r['ours_w0_over_best_other']:.2f} "
+                     f"({r['best_other']}) |")
+    if res.get("generators"):
+        lines += ["", "| generator | options | samples/s | ms/sample |", "|---|---|---:|---:|"]
+        for g in res["generators"]:
+            opts = " ".join(f"{k}={v}" for k, v in g["options"].items())
+            lines.append(f"| {g['generator']} | {opts} | {g['samples_per_s']:.2f} | {g['ms_per_sample']:.1f} |")
+    pm = res.get("peak_memory") or {}
+    if pm.get("cases"):
+        lines += ["", f"Conversion peak RSS (fresh process; baseline with the same imports: "
+                      f"{pm['baseline_rss_bytes'] / mib:.0f} MiB):", "",
+                  "| input | converter | input MiB | materialised MiB | peak RSS MiB | peak - baseline MiB | "
+                  "(peak - baseline) / materialised | < baseline + 2 x materialised |",
+                  "|---|---|---:|---:|---:|---:|---:|---|"]
+        for c in pm["cases"]:
+            lines.append(f"| {c['input']} | {c['converter']} | {c['input_bytes'] / mib:.1f} | "
+                         f"{c['materialised_bytes'] / mib:.1f} | {c['peak_rss_bytes'] / mib:.0f} | "
+                         f"{c['extra_rss_bytes'] / mib:.0f} | "
+                         f"{c['extra_over_materialised']:.2f} | {'yes' if c['within_bound'] else 'NO'} |")
+    if res.get("skipped"):
+        lines += ["", "Skipped: " + "; ".join(res["skipped"]) + "."]
+    return lines + [""]
+
+
+RENDERERS = {"sparse_ops": sparse_ops, "trainer_overhead": trainer_overhead, "data_io": data_io}
 
 
 def render() -> str:

@@ -1,0 +1,99 @@
+"""Small helpers shared by benchmark scripts: machine description and interleaved, median timing.
+
+Benchmarks run with ``PYTHONSAFEPATH=1`` (``sciml bench``), so a script imports this module after putting its own
+folder on ``sys.path``::
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import machine_info, interleaved
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+__all__ = ["machine_info", "interleaved", "load_average", "summarize"]
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (None where the platform has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_info(device: str = "cpu", **extra: Any) -> dict[str, Any]:
+    """The machine and software a result was measured on (the fields of ``sparse_ops.machine_info``), plus
+    ``extra`` (library versions a benchmark depends on)."""
+    import torch
+    import torch_geometric
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu,
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "torch_geometric": torch_geometric.__version__,
+        "allocator_env": {k: os.environ.get(k) for k in ("GLIBC_TUNABLES", "LD_PRELOAD", "MALLOC_CONF")},
+        "device": str(device), "load_average": load_average(),
+    }
+    try:
+        with open("/proc/meminfo") as f:
+            total = next(line for line in f if line.startswith("MemTotal"))
+        info["memory_gib"] = round(int(total.split()[1]) / 2**20, 1)
+    except (OSError, StopIteration, ValueError):
+        pass
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                            cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=here).stdout.strip()
+        info["git_dirty"] = bool(dirty)
+    except OSError:
+        pass
+    info.update(extra)
+    return info
+
+
+def summarize(seconds: list[float]) -> dict[str, Any]:
+    return {"median_s": statistics.median(seconds), "min_s": min(seconds), "max_s": max(seconds),
+            "runs": len(seconds)}
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], *, reps: int, warmup: int = 1, budget_s: float = float("inf"),
+                min_reps: int = 3, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Wall time of every ``fns[name]()`` in interleaved rounds: each round calls every peer once, in a shuffled
+    order, so that drift of the machine (other jobs, thermal state) hits all peers alike. ``warmup`` untimed rounds
+    first; then ``reps`` rounds, or fewer (at least ``min_reps``) once ``budget_s`` seconds are spent. Returns
+    ``{name: {"median_s", "min_s", "max_s", "runs", "result"}}`` where ``result`` is the last return value."""
+    results: dict[str, Any] = {}
+    for _ in range(warmup):
+        for name, fn in fns.items():
+            results[name] = fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    order = list(fns)
+    rng = random.Random(seed)
+    start = time.perf_counter()
+    for k in range(reps):
+        rng.shuffle(order)
+        for name in order:
+            t0 = time.perf_counter()
+            results[name] = fns[name]()
+            times[name].append(time.perf_counter() - t0)
+        if k + 1 >= min_reps and time.perf_counter() - start > budget_s:
+            break
+    return {k: {**summarize(v), "result": results.get(k)} for k, v in times.items()}
