@@ -10,8 +10,19 @@ Peers, all measured in one run on the same graphs and features, outputs and grad
 plus a large-tensor copy as the memory-bandwidth reference. Medians of several runs after warm-up; JSON output.
 
 Usage: python benchmarks/sparse_ops.py [--quick] [--device cuda] [--out benchmarks/results/sparse_ops_cpu.json]
-Set the allocator before running on CPU (recorded in the JSON), e.g.
-  GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296
+                                       [--allocator {inherit,default,tuned,both}]
+
+Allocator (CPU): the gather/scatter peers allocate a fresh [E, F] message tensor per call, and under the default
+glibc allocator large blocks are mmap'ed and page-faulted anew on every call (expensive in a sandbox), so these peers
+are allocation-bound there; the CSR products allocate only the output. Results therefore depend on the allocator:
+  inherit  run in this process under whatever environment it has (default);
+  default  glibc defaults (GLIBC_TUNABLES unset);
+  tuned    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296 (no mmap, no trimming:
+           freed memory is reused);
+  both     tuned, then default, each in its own subprocess; with --out FILE.json the tuned results go to FILE.json
+           and the default ones to FILE_default_alloc.json.
+glibc reads GLIBC_TUNABLES at process start, so default/tuned re-execute this script in a subprocess when the
+current environment differs. The JSON records the allocator environment and a label (machine.allocator).
 """
 from __future__ import annotations
 
@@ -41,6 +52,64 @@ FULL_SIZES = [(10_000, 100_000), (100_000, 1_000_000)]
 FULL_FEATURES = [16, 64, 256]
 QUICK_SIZES = [(10_000, 100_000)]
 QUICK_FEATURES = [16, 64]
+
+TUNED_GLIBC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"
+ALLOCATOR_ENV_KEYS = ("GLIBC_TUNABLES", "LD_PRELOAD", "MALLOC_CONF")
+DEFAULT_ALLOC_SUFFIX = "_default_alloc"
+_CHILD_FLAG = "SCIML_SPARSE_OPS_ALLOCATOR_CHILD"
+
+
+def allocator_label(env=None) -> str:
+    """``"tuned"`` (exactly TUNED_GLIBC), ``"default"`` (no allocator variable set) or ``"custom"``."""
+    env = os.environ if env is None else env
+    values = {k: env.get(k) or None for k in ALLOCATOR_ENV_KEYS}
+    if not any(values.values()):
+        return "default"
+    if values["GLIBC_TUNABLES"] == TUNED_GLIBC and not values["LD_PRELOAD"] and not values["MALLOC_CONF"]:
+        return "tuned"
+    return "custom"
+
+
+def allocator_env(label: str) -> dict:
+    """This process's environment with GLIBC_TUNABLES set for ``label`` ("default" or "tuned")."""
+    env = dict(os.environ)
+    env.pop("GLIBC_TUNABLES", None)
+    if label == "tuned":
+        env["GLIBC_TUNABLES"] = TUNED_GLIBC
+    return env
+
+
+def default_alloc_path(out: str) -> str:
+    root, ext = os.path.splitext(out)
+    return f"{root}{DEFAULT_ALLOC_SUFFIX}{ext or '.json'}"
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` without ``name VALUE`` / ``name=VALUE``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(name + "="):
+            out.append(a)
+    return out
+
+
+def run_under_allocator(label: str, argv: list[str], out: str | None) -> dict:
+    """Re-execute this script with the allocator ``label`` in a subprocess; returns its JSON result."""
+    import tempfile
+    args = _without_option(_without_option(argv, "--allocator"), "--out")
+    with tempfile.TemporaryDirectory() as tmp:
+        target = out or os.path.join(tmp, "result.json")
+        cmd = [sys.executable, os.path.abspath(__file__), *args, "--allocator", label, "--out", target]
+        env = allocator_env(label)
+        env[_CHILD_FLAG] = "1"
+        print(f"== allocator {label}: GLIBC_TUNABLES={env.get('GLIBC_TUNABLES')}", flush=True)
+        subprocess.run(cmd, env=env, check=True)
+        with open(target) as f:
+            return json.load(f)
 
 
 class SumConv(MessagePassing):
@@ -101,7 +170,8 @@ def machine_info(device: torch.device) -> dict:
         "python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu,
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         "torch_geometric": torch_geometric.__version__,
-        "allocator_env": {k: os.environ.get(k) for k in ("GLIBC_TUNABLES", "LD_PRELOAD", "MALLOC_CONF")},
+        "allocator_env": {k: os.environ.get(k) for k in ALLOCATOR_ENV_KEYS},
+        "allocator": allocator_label(),
         "device": str(device),
     }
     if device.type == "cuda":
@@ -221,7 +291,22 @@ def main(argv=None) -> dict:
     parser.add_argument("--reps", type=int, default=None, help="timed runs per measurement (median)")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--budget", type=float, default=None, help="max seconds per measurement (>= 3 runs)")
+    parser.add_argument("--allocator", choices=("inherit", "default", "tuned", "both"), default="inherit",
+                        help="CPU allocator setting to run under (see above); recorded in the JSON")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if args.allocator == "both":
+        tuned = run_under_allocator("tuned", argv, args.out)
+        default = run_under_allocator("default", argv, default_alloc_path(args.out) if args.out else None)
+        for res in (tuned, default):
+            print(f"allocator {res['machine']['allocator']}: {json.dumps(res['summary'])}", flush=True)
+        return {"tuned": tuned, "default": default}
+    if args.allocator in ("default", "tuned") and allocator_label() != args.allocator:
+        if os.environ.get(_CHILD_FLAG):  # the environment could not be set (e.g. LD_PRELOAD): say so, don't loop
+            print(f"warning: asked for allocator {args.allocator!r}, running under {allocator_label()!r}",
+                  file=sys.stderr, flush=True)
+        else:
+            return run_under_allocator(args.allocator, argv, args.out)
     args.reps = args.reps or (5 if args.quick else 11)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
     args.budget = args.budget or (3.0 if args.quick else 60.0)
@@ -229,6 +314,7 @@ def main(argv=None) -> dict:
     sizes, features = (QUICK_SIZES, QUICK_FEATURES) if args.quick else (FULL_SIZES, FULL_FEATURES)
     result = {"benchmark": "sparse_ops", "quick": args.quick, "machine": machine_info(device),
               "settings": {"reps": args.reps, "warmup": args.warmup, "budget_s": args.budget,
+                           "allocator_requested": args.allocator,
                            "graph": "uniform random directed multigraph (duplicates, self-loops), unweighted",
                            "op": "out = A @ x, A[target, source] = 1, sum aggregation, float32"}}
     print(json.dumps(result["machine"]), flush=True)

@@ -10,7 +10,7 @@ from torch import Tensor
 from sciml.errors import ShapeError
 from sciml.sparse._utils import (check_float, check_index, check_range, check_same_device, csr_tensor,
                                  index_to_ptr, permute)
-from sciml.sparse.spmm import spmm
+from sciml.sparse.spmm import _Plan, _spmm, spmm
 
 _NORMALIZATIONS = ("gcn", "row", "sym_laplacian", "rw_laplacian")
 
@@ -73,6 +73,13 @@ class CSRAdjacency:
         self._struct: dict[Any, Any] = {}   # caches that depend only on the sparsity pattern (shared by copies)
         self._valued: dict[Any, Any] = {}   # caches that depend on the values, keyed by _value_key
         self._perm_from_parent: Tensor | None = None  # set on a transpose: CSR order of parent -> this
+        self._reset_plans()
+
+    def _reset_plans(self) -> None:
+        # SpMM plans (cached CSR tensors for one reduce and dtype), by x.dtype: plain dicts so that the hot path of
+        # `A @ x` is one lookup (see sciml.sparse.spmm._spmm); each plan checks that it still matches `value`.
+        self._plans_sum: dict[torch.dtype, _Plan] = {}
+        self._plans_mean: dict[torch.dtype, _Plan] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -244,6 +251,7 @@ class CSRAdjacency:
         out = copy.copy(self)
         out.value = value
         out._valued = {}
+        out._reset_plans()
         return out
 
     def to_edge_index(self) -> Tensor:
@@ -260,9 +268,17 @@ class CSRAdjacency:
     def to_torch_sparse_csr(self, dtype: torch.dtype | None = None) -> Tensor:
         """The cached ``torch.sparse_csr_tensor`` used by :meth:`matmul` (values detached)."""
         dtype = dtype or self.dtype or torch.get_default_dtype()
-        return self._csr_tensor(None if self.value is None else self.value.detach(), dtype)
+        return self._plan("sum", dtype).csr
 
     # ------------------------------------------------------------------ cached pieces
+    def _plan(self, reduce: str, dtype: torch.dtype) -> _Plan:
+        """The SpMM plan for ``reduce`` ("sum"/"mean") and features of ``dtype``, built once per values version."""
+        plans = self._plans_sum if reduce == "sum" else self._plans_mean
+        plan = plans.get(dtype)
+        if plan is None or not plan.current(self):
+            plan = plans[dtype] = _Plan(self, reduce, dtype)
+        return plan
+
     def _csr_tensor(self, values: Tensor | None, dtype: torch.dtype) -> Tensor:
         """CSR tensor with the given (detached) values cast to ``dtype``; cached for ones and for own values."""
         if values is None:
@@ -292,16 +308,22 @@ class CSRAdjacency:
             inv[tperm] = torch.arange(tperm.numel(), device=tperm.device)
             back = copy.copy(self)
             back.value, back._valued, back._perm_from_parent = None, {}, inv
+            back._reset_plans()
             t._struct["transpose"] = back
             self._struct["transpose"] = t
         return t
 
-    def _mean_values(self, dtype: torch.dtype | None = None) -> Tensor:
-        """Edge values divided by the number of edges into their target (``reduce="mean"``)."""
+    def _inv_count(self) -> Tensor:
+        """Per edge (CSR order), 1 / number of edges into its target; float64, cached."""
         inv = self._struct.get("inv_count")
         if inv is None:
             count = (self.rowptr[1:] - self.rowptr[:-1]).clamp(min=1).to(torch.float64)
             inv = self._struct["inv_count"] = count.reciprocal().index_select(0, self.row)
+        return inv
+
+    def _mean_values(self, dtype: torch.dtype | None = None) -> Tensor:
+        """Edge values divided by the number of edges into their target (``reduce="mean"``)."""
+        inv = self._inv_count()
         if self.value is None:
             dtype = dtype or torch.get_default_dtype()
             key = ("inv_count", dtype)
@@ -425,4 +447,4 @@ class CSRAdjacency:
         return spmm(self, x, reduce)
 
     def __matmul__(self, x: Tensor) -> Tensor:
-        return spmm(self, x)
+        return _spmm(self, x, "sum", self._plans_sum)

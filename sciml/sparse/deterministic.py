@@ -20,11 +20,16 @@ import threading
 
 import torch
 
-_state = threading.local()
+class _State(threading.local):
+    enabled = False  # class default: reading the flag in a fresh thread is a plain attribute lookup
+
+
+_state = _State()
+_torch_deterministic = torch.are_deterministic_algorithms_enabled
 
 
 def _get_flag() -> bool:
-    return getattr(_state, "enabled", False)
+    return _state.enabled
 
 
 def is_deterministic() -> bool:
@@ -33,7 +38,7 @@ def is_deterministic() -> bool:
     True when :class:`deterministic` enabled it in this thread, or when
     :func:`torch.are_deterministic_algorithms_enabled` is true.
     """
-    return _get_flag() or torch.are_deterministic_algorithms_enabled()
+    return _state.enabled or _torch_deterministic()
 
 
 class deterministic:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from sciml.errors import ShapeError
-from sciml.sparse._utils import check_float, check_same_device
+from sciml.sparse._utils import check_float, check_same_device, csr_tensor
 from sciml.sparse.deterministic import is_deterministic
 
 if TYPE_CHECKING:
@@ -28,10 +28,7 @@ def csr_product(adj: "CSRAdjacency", values: Tensor | None, x: Tensor) -> Tensor
     if x.is_cuda and is_deterministic():
         # cuSPARSE does not document bitwise reproducibility for every algorithm; a segment sum over the sorted
         # rows has no atomics.
-        msg = x.index_select(0, adj.col)
-        if values is not None:
-            msg = msg * values.to(x.dtype).unsqueeze(-1)
-        return torch.segment_reduce(msg, "sum", offsets=adj.rowptr, axis=0)
+        return segment_product(adj, values, x)
     return torch.sparse.mm(adj._csr_tensor(values, x.dtype), x)
 
 
@@ -49,28 +46,176 @@ def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return out
 
 
+class _Plan:
+    """Everything ``A @ x`` needs for one ``(reduce, dtype)`` of one adjacency, built on first use and kept until the
+    edge values change (another tensor, or an in-place edit: the tensor's version counter).
+
+    All tensors here are detached (the autograd graph of learnable values goes through :class:`_SpMM`'s ``values``
+    input, never through a cached tensor): ``values`` are the effective edge values in CSR order cast to ``dtype``
+    (:obj:`None`: all ones), ``csr`` the CSR tensor handed to ``torch.sparse.mm``; the transposed values and CSR
+    tensor used by the backward are built on the first backward and kept as well.
+    """
+
+    __slots__ = ("value", "version", "dtype", "values", "csr", "direct", "cuda", "device", "_values_t", "_csr_t")
+
+    def __init__(self, adj: "CSRAdjacency", reduce: str, dtype: torch.dtype) -> None:
+        v = adj.value
+        self.value, self.version, self.dtype = v, None if v is None else v._version, dtype
+        if reduce == "sum":
+            values = None if v is None else v.detach().to(dtype)
+        elif v is None:
+            values = adj._mean_values(dtype)
+        else:
+            values = (v.detach() * adj._inv_count().to(v.dtype)).to(dtype)
+        self.values = values
+        self.csr = adj._csr_tensor(None, dtype) if values is None else csr_tensor(adj.rowptr, adj.col, values,
+                                                                                  adj.shape)
+        self.device = adj.device
+        self.cuda = self.device.type == "cuda"
+        self.direct = adj.num_edges > 0  # torch.sparse.mm applies; an adjacency without edges gives zeros
+        self._values_t: Tensor | None = None
+        self._csr_t: Tensor | None = None
+
+    def current(self, adj: "CSRAdjacency") -> bool:
+        v = adj.value
+        return self.value is v and (v is None or self.version == v._version)
+
+    def values_t(self, adj: "CSRAdjacency") -> Tensor | None:
+        """The values in the order of the cached transpose (:obj:`None`: all ones)."""
+        if self._values_t is None and self.values is not None:
+            self._values_t = self.values.index_select(0, adj._transpose_structure()._perm_from_parent)
+        return self._values_t
+
+    def csr_t(self, adj: "CSRAdjacency") -> Tensor:
+        """CSR tensor of ``A^T`` (the cached transpose pattern with these values)."""
+        t = self._csr_t
+        if t is None:
+            adj_t = adj._transpose_structure()
+            values_t = self.values_t(adj)
+            t = self._csr_t = (adj_t._csr_tensor(None, self.dtype) if values_t is None
+                               else csr_tensor(adj_t.rowptr, adj_t.col, values_t, adj_t.shape))
+        return t
+
+    def forward(self, adj: "CSRAdjacency", x: Tensor, det: bool) -> Tensor:
+        """``A @ x`` (no autograd), 2-D ``x``."""
+        if not self.direct or x.size(1) == 0:
+            return x.new_zeros(adj.num_rows, x.size(1))
+        if det:
+            return segment_product(adj, self.values, x)
+        return torch.sparse.mm(self.csr, x)
+
+    def backward(self, adj: "CSRAdjacency", grad: Tensor, det: bool) -> Tensor:
+        """``A^T @ grad`` with the cached transpose."""
+        if self.value is not None and self.value._version != self.version:
+            # what autograd says when a saved tensor was edited in place (the values are not saved: this plan is)
+            raise RuntimeError("one of the variables needed for gradient computation has been modified by an "
+                               "inplace operation: the edge values of the adjacency (adj.value) changed between "
+                               "the product and its backward")
+        if not self.direct or grad.size(1) == 0:
+            return grad.new_zeros(adj.num_cols, grad.size(1))
+        if det:
+            return segment_product(adj._transpose_structure(), self.values_t(adj), grad)
+        return torch.sparse.mm(self.csr_t(adj), grad)
+
+
+def segment_product(adj: "CSRAdjacency", values: Tensor | None, x: Tensor) -> Tensor:
+    """``A @ x`` as gather + sorted segment sum over the CSR rows: no atomics, bitwise reproducible on CUDA."""
+    msg = x.index_select(0, adj.col)
+    if values is not None:
+        msg = msg * values.to(x.dtype).unsqueeze(-1)
+    return torch.segment_reduce(msg, "sum", offsets=adj.rowptr, axis=0)
+
+
 class _SpMM(torch.autograd.Function):
-    """``A @ x`` with gradients for ``x`` (via the cached transpose ``A^T @ grad``) and for the edge values
-    (``grad_e = <grad[row_e], x[col_e]>``)."""
+    """``A @ x`` with gradients for ``x`` (``A^T @ grad`` with the plan's cached transpose) and for the edge values
+    (``grad_e = <grad[row_e], x[col_e]>``). ``values`` is the differentiable edge-value tensor when the values need a
+    gradient, else :obj:`None`; the product itself always uses the plan's cached (detached) CSR tensor."""
 
     @staticmethod
-    def forward(ctx, values: Tensor | None, x: Tensor, adj: "CSRAdjacency") -> Tensor:
-        ctx.adj = adj
-        ctx.save_for_backward(values, x)
-        return csr_product(adj, values, x)
+    def forward(ctx, values: Tensor | None, x: Tensor, adj: "CSRAdjacency", plan: _Plan, det: bool) -> Tensor:
+        ctx.adj, ctx.plan, ctx.det = adj, plan, det
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(values, x)  # nothing is saved when only x needs a gradient
+        return plan.forward(adj, x, det)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        values, x = ctx.saved_tensors
-        adj: CSRAdjacency = ctx.adj
+        adj, plan = ctx.adj, ctx.plan
         grad_values = grad_x = None
-        if ctx.needs_input_grad[1]:
-            adj_t = adj._transpose_structure()
-            values_t = None if values is None else values.index_select(0, adj_t._perm_from_parent)
-            grad_x = csr_product(adj_t, values_t, grad_out.contiguous())
+        values = x = None
         if ctx.needs_input_grad[0]:
+            values, x = ctx.saved_tensors
+        if ctx.needs_input_grad[1]:
+            grad_out = grad_out.contiguous()
+            if values is not None and torch.is_grad_enabled():
+                # create_graph: grad_x must stay differentiable in the edge values, so multiply by the transpose
+                # through this same function (not through the plan's cached, detached CSR tensor)
+                adj_t = adj._transpose_structure()
+                grad_x = spmm(adj_t.with_value(values.index_select(0, adj_t._perm_from_parent)), grad_out)
+            else:
+                grad_x = plan.backward(adj, grad_out, ctx.det)
+        if values is not None:
             grad_values = edge_dot(adj.row, adj.col, grad_out, x).to(values.dtype)
-        return grad_values, grad_x, None
+        return grad_values, grad_x, None, None, None
+
+
+# `_SpMM.apply` without the Python wrapper of `torch.autograd.Function.apply` (5 us per call on a 2-core CPU: it
+# inspects the signature and unwraps dead functorch wrappers), i.e. the C entry point that wrapper ends in. The public
+# `apply` is used whenever a functorch transform (vmap, grad, ...) is active, and if this torch lacks either hook.
+_raw_apply = getattr(super(torch.autograd.Function, _SpMM), "apply", None)
+_functorch_active = getattr(torch._C, "_are_functorch_transforms_active", None)
+if _raw_apply is None or _functorch_active is None:
+    _raw_apply, _functorch_active = _SpMM.apply, bool
+
+
+def _grad_product(adj: "CSRAdjacency", x: Tensor, reduce: str, plan: _Plan) -> Tensor:
+    v = adj.value
+    values = None
+    if v is not None and v.requires_grad:
+        values = v if reduce == "sum" else adj._mean_values(x.dtype)
+    apply = _SpMM.apply if _functorch_active() else _raw_apply
+    return apply(values, x, adj, plan, plan.cuda and is_deterministic())
+
+
+def _spmm(adj: "CSRAdjacency", x: Tensor, reduce: str, plans: dict) -> Tensor:
+    """The hot path of every product: a cached plan and, when nothing needs a gradient, directly the kernel.
+
+    Only floating dtypes ever get a plan (built by the checked path on first use), so a hit means that ``x`` is a
+    floating tensor; a bad ``x`` otherwise (not 2-D, wrong number of rows, other device) makes the kernel raise, and
+    the checked path then names the problem with a typed error. The adjacency itself was validated when built."""
+    try:
+        plan = plans.get(x.dtype)
+    except (AttributeError, TypeError):  # not a tensor: the checked path raises the ShapeError
+        plan = None
+    if plan is not None:
+        v = adj.value
+        if plan.value is v and (v is None or plan.version == v._version):
+            if torch.is_grad_enabled() and (x.requires_grad or (v is not None and v.requires_grad)):
+                if x.dim() == 2 and x.shape[0] == adj.num_cols and x.device == plan.device:
+                    return _grad_product(adj, x, reduce, plan)
+            elif plan.direct and not (plan.cuda and is_deterministic()):
+                try:
+                    return torch.sparse.mm(plan.csr, x)
+                except RuntimeError:
+                    pass  # e.g. x of the wrong shape: the checked path raises the typed error (or this one again)
+    return _spmm_checked(adj, x, reduce)
+
+
+def _spmm_checked(adj: "CSRAdjacency", x: Tensor, reduce: str) -> Tensor:
+    check_float(x, "x")
+    check_same_device(x, "x", adj.device, "the adjacency")
+    if x.dim() == 0 or x.size(0) != adj.num_cols:
+        raise ShapeError(f"`x` must have shape [num_cols={adj.num_cols}, *], got {tuple(x.shape)}")
+    flat = x.dim() != 2
+    trailing = tuple(x.shape[1:])
+    x2 = x.reshape(x.size(0), math.prod(trailing)) if flat else x
+    plan = adj._plan(reduce, x.dtype)
+    v = adj.value
+    if torch.is_grad_enabled() and (x2.requires_grad or (v is not None and v.requires_grad)):
+        out = _grad_product(adj, x2, reduce, plan)
+    else:
+        out = plan.forward(adj, x2, plan.cuda and is_deterministic())
+    return out.reshape((adj.num_rows,) + trailing) if flat else out
 
 
 def spmm(adj: "CSRAdjacency", x: Tensor, reduce: str = "sum") -> Tensor:
@@ -94,20 +239,9 @@ def spmm(adj: "CSRAdjacency", x: Tensor, reduce: str = "sum") -> Tensor:
     Shapes:
         ``x: [num_cols, *]`` → ``out: [num_rows, *]``
     """
-    if reduce not in _REDUCES:
-        raise ShapeError(f"`reduce` must be one of {_REDUCES} for spmm, got {reduce!r} "
-                         "(use segment_reduce/scatter for max/min)")
-    check_float(x, "x")
-    check_same_device(x, "x", adj.device, "the adjacency")
-    if x.dim() == 0 or x.size(0) != adj.num_cols:
-        raise ShapeError(f"`x` must have shape [num_cols={adj.num_cols}, *], got {tuple(x.shape)}")
-    flat = x.dim() != 2  # reshapes cost a few microseconds: skip them for the common [N, F] case
-    trailing = tuple(x.shape[1:])
-    x2 = x.reshape(x.size(0), math.prod(trailing)) if flat else x
-    values = adj.value if reduce == "sum" else adj._mean_values(x.dtype)
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or (values is not None and values.requires_grad))
-    if needs_grad:
-        out = _SpMM.apply(values, x2, adj)
-    else:
-        out = csr_product(adj, None if values is None else values.detach(), x2)
-    return out.reshape((adj.num_rows,) + trailing) if flat else out
+    if reduce == "sum":
+        return _spmm(adj, x, reduce, adj._plans_sum)
+    if reduce == "mean":
+        return _spmm(adj, x, reduce, adj._plans_mean)
+    raise ShapeError(f"`reduce` must be one of {_REDUCES} for spmm, got {reduce!r} "
+                     "(use segment_reduce/scatter for max/min)")

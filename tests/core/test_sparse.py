@@ -304,3 +304,158 @@ def test_deterministic_mode_spmm_matches(device):
     torch.testing.assert_close(out, ref)
     for a, b in zip(grads, grads_det):
         torch.testing.assert_close(a, b)
+
+
+def _dense_reference(ei, shape, w, dtype, reduce, device):
+    dense = dense_autograd(ei, shape, w, dtype)
+    if reduce == "mean":
+        count = torch.tensor([sum(1 for t in ei[1].tolist() if t == i) for i in range(shape[0])],
+                             dtype=dtype, device=device).clamp(min=1)
+        dense = dense / count.unsqueeze(-1)
+    return dense
+
+
+@on_devices
+@pytest.mark.parametrize("case", ["loops_dups_isolated", "bipartite", "no_edges"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_no_grad_fast_path_matches_autograd_path_and_dense(device, case, weighted, dtype, reduce):
+    """The product without autograd (cached plan, kernel called directly) and the autograd path give the dense
+    result, on the first call (checked path, builds the plan) and on later calls (plan reused); gradients still
+    flow when x or the edge values require them."""
+    ei, shape, w = make(case, device=device, dtype=dtype, weighted=weighted)
+    adj = CSRAdjacency.from_edge_index(ei, shape, w)
+    x = torch.randn(shape[1], 3, dtype=dtype, device=device)
+    ref = _dense_reference(ei, shape, w, dtype, reduce, device) @ x
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+    outs = []
+    with torch.no_grad():
+        outs += [adj.matmul(x, reduce), adj.matmul(x, reduce)]
+    with torch.inference_mode():
+        outs.append(adj.matmul(x, reduce))
+    outs.append(spmm(adj, x, reduce))  # grad mode on, nothing requires grad
+    plans = adj._plans_sum if reduce == "sum" else adj._plans_mean
+    plan = plans[dtype]
+    outs.append(adj.matmul(x, reduce))
+    assert plans[dtype] is plan  # built once, reused
+    if reduce == "sum":
+        outs.append(adj @ x)
+        assert adj.to_torch_sparse_csr(dtype) is plan.csr
+    for out in outs:
+        assert not out.requires_grad
+        torch.testing.assert_close(out, ref, **tol)
+    # autograd path after the plan exists: x, and the edge values (a leaf in CSR order), require grad
+    ei_csr = adj.to_edge_index()
+    wg = None if w is None else adj.value.clone().requires_grad_(True)
+    adj_g = adj if wg is None else adj.with_value(wg)
+    for _ in range(2):  # first call builds adj_g's plan, the second reuses it
+        xg = x.clone().requires_grad_(True)
+        out = adj_g.matmul(xg, reduce)
+        ref_g = _dense_reference(ei_csr, shape, wg, dtype, reduce, device) @ xg
+        torch.testing.assert_close(out, ref_g, **tol)
+        grad_out = torch.randn_like(out)
+        inputs = [xg] + ([wg] if wg is not None else [])
+        got = torch.autograd.grad(out, inputs, grad_out, allow_unused=True)
+        exp = torch.autograd.grad(ref_g, inputs, grad_out, allow_unused=True)
+        for g, e in zip(got, exp):
+            torch.testing.assert_close(g if g is not None else torch.zeros_like(e), e, **tol)
+    # only the edge values require grad
+    if wg is not None:
+        out = adj_g.matmul(x, reduce)
+        (gw,) = torch.autograd.grad(out, [wg], torch.ones_like(out))
+        ref_g = _dense_reference(ei_csr, shape, wg, dtype, reduce, device) @ x
+        (ew,) = torch.autograd.grad(ref_g, [wg], torch.ones_like(ref_g))
+        torch.testing.assert_close(gw, ew, **tol)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_plan_follows_value_changes(reduce):
+    ei, shape, w = make("random")
+    adj = CSRAdjacency.from_edge_index(ei, shape, w)
+    x = torch.randn(shape[1], 3, dtype=torch.float64)
+    first = adj.matmul(x, reduce)
+    adj.value = adj.value * 2  # another tensor
+    torch.testing.assert_close(adj.matmul(x, reduce), 2 * first)
+    adj.value.mul_(0.25)  # in place: the version counter changes
+    torch.testing.assert_close(adj.matmul(x, reduce), 0.5 * first)
+    other = adj.with_value(torch.ones_like(adj.value))
+    unweighted = CSRAdjacency.from_edge_index(ei, shape)
+    torch.testing.assert_close(other.matmul(x, reduce), unweighted.matmul(x, reduce))
+    torch.testing.assert_close(adj.matmul(x, reduce), 0.5 * first)  # the copy did not disturb our plan
+    # values edited in place between a product and its backward: an error, as for any tensor autograd saved
+    xg = x.clone().requires_grad_(True)
+    out = adj.matmul(xg, reduce)
+    with torch.no_grad():
+        adj.value.add_(1.0)
+    with pytest.raises(RuntimeError, match="inplace"):
+        out.sum().backward()
+    adj.value.sub_(1.0)
+    # backward after the in-place edit uses the new values (cached transpose rebuilt with the plan)
+    xg = x.clone().requires_grad_(True)
+    adj.value.mul_(3.0)
+    (g,) = torch.autograd.grad(adj.matmul(xg, reduce).sum(), [xg])
+    dense = _dense_reference(ei, shape, adj.value[torch.argsort(adj.perm)], torch.float64, reduce, "cpu")
+    torch.testing.assert_close(g, dense.sum(0).unsqueeze(-1).expand_as(g))
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_fast_path_still_raises_typed_errors_and_reshapes(grad):
+    ei, shape, _ = make("random")
+    adj = CSRAdjacency.from_edge_index(ei, 12)
+    dense = dense_loop(ei, shape, None, torch.float32)
+    adj @ torch.randn(12, 3)  # a float32 plan exists from here on
+    with torch.set_grad_enabled(grad):
+        with pytest.raises(ShapeError, match=r"num_cols=12"):
+            adj @ torch.randn(11, 3, requires_grad=grad)
+        with pytest.raises(ShapeError, match="same device"):
+            adj @ torch.randn(12, 3, device="meta", requires_grad=grad)
+        with pytest.raises(ShapeError, match="floating"):
+            adj @ torch.ones(12, 3, dtype=torch.long)
+        with pytest.raises(ShapeError, match="torch.Tensor"):
+            adj @ ([[1.0]] * 12)
+        x1 = torch.randn(12, requires_grad=grad)
+        torch.testing.assert_close(adj @ x1, dense @ x1, rtol=1e-5, atol=1e-5)
+        x3 = torch.randn(12, 2, 3, requires_grad=grad)
+        torch.testing.assert_close(adj @ x3, torch.einsum("ij,jab->iab", dense, x3), rtol=1e-5, atol=1e-5)
+        xt = torch.randn(3, 12, requires_grad=grad).t()  # non-contiguous
+        torch.testing.assert_close(adj @ xt, dense @ xt, rtol=1e-5, atol=1e-5)
+        assert (adj @ xt).requires_grad == grad
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_double_backward_through_edge_values(reduce):
+    ei, shape, w = make("loops_dups_isolated")
+    adj = CSRAdjacency.from_edge_index(ei, shape)
+    w = w[adj.perm].clone().requires_grad_(True)
+    x = torch.randn(shape[1], 2, dtype=torch.float64, requires_grad=True)
+
+    def f(x, w):
+        return adj.with_value(w).matmul(x, reduce)
+
+    assert torch.autograd.gradcheck(f, (x, w))
+    assert torch.autograd.gradgradcheck(f, (x, w))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_hot_path_skips_the_checked_path_once_planned(monkeypatch, weighted):
+    import importlib
+    spmm_module = importlib.import_module("sciml.sparse.spmm")  # the attribute sciml.sparse.spmm is the function
+    ei, shape, w = make("random", weighted=weighted)
+    adj = CSRAdjacency.from_edge_index(ei, shape, w)
+    x = torch.randn(shape[1], 4, dtype=torch.float64)
+    xg = x.clone().requires_grad_(True)
+    warm = [adj @ x, adj.matmul(x, "mean")]  # builds the sum and mean plans through the checked path
+    grad_ref = adj.to_dense(torch.float64).t() @ torch.ones(shape[0], 4, dtype=torch.float64)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("checked path taken")
+
+    monkeypatch.setattr(spmm_module, "_spmm_checked", fail)
+    with torch.no_grad():
+        torch.testing.assert_close(adj @ x, warm[0])
+    torch.testing.assert_close(spmm(adj, x, "mean"), warm[1])
+    out = adj @ xg
+    assert out.requires_grad
+    out.sum().backward()
+    torch.testing.assert_close(xg.grad, grad_ref)
