@@ -18,7 +18,7 @@ EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sciml.cli import bench, data, demo, run
+    from sciml.cli import bench, data, demo, run, slurm
 
     parser = argparse.ArgumentParser(
         prog="sciml", description="Graph and scientific machine learning: train, evaluate and benchmark models.",
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     bench.add_parser(sub)
     data.add_parser(sub)
+    slurm.add_parser(sub)
     return parser
 
 

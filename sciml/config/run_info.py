@@ -5,7 +5,9 @@
 * ``config.yaml``: the resolved config (every default filled in), loadable again with
   :func:`~sciml.config.load_config`,
 * ``run_info.json``: sciml version, git hash and dirty flag of the checkout sciml was imported from, Python and
-  torch versions, host name, command line, UTC time and the Slurm job ids when run under Slurm.
+  torch versions, host name, command line, UTC time and the Slurm job ids when run under Slurm, plus ``starts``
+  (one entry per start of the run in this directory, with its Slurm job ids: appended across requeues and
+  resumes, never overwritten) and ``restart_count``.
 
 Both files are written atomically with :func:`sciml.io.atomic_write_text` (temporary file in the same directory,
 fsync, then :func:`os.replace`): a reader sees the old file or the new one, never a partial one.
@@ -106,6 +108,26 @@ def collect_run_info(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return info
 
 
+def _start_history(path: pathlib.Path, info: dict[str, Any]) -> dict[str, Any]:
+    """``starts`` (one entry per start of the run in this directory: time, host, Slurm job ids and restart count,
+    kept across requeues and resumes instead of being overwritten) and ``restart_count`` (starts - 1)."""
+    previous: list[Any] = []
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(old, dict) and isinstance(old.get("starts"), list):
+            previous = old["starts"]
+    except (OSError, ValueError):
+        pass
+    entry = {"time_utc": info["time_utc"], "hostname": info["hostname"]}
+    slurm = info.get("slurm") or {}
+    for key, var in (("job_id", "SLURM_JOB_ID"), ("array_job_id", "SLURM_ARRAY_JOB_ID"),
+                     ("array_task_id", "SLURM_ARRAY_TASK_ID"), ("slurm_restart_count", "SLURM_RESTART_COUNT")):
+        if var in slurm:
+            entry[key] = slurm[var]
+    starts = [*previous, entry]
+    return {"starts": starts, "restart_count": len(starts) - 1}
+
+
 def write_run_info(run_dir: str | os.PathLike, cfg: Any, *, argv: Sequence[str] | None = None,
                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``config.yaml`` and ``run_info.json`` into ``run_dir`` (created if needed), each atomically.
@@ -127,6 +149,7 @@ def write_run_info(run_dir: str | os.PathLike, cfg: Any, *, argv: Sequence[str] 
     info = collect_run_info(argv)
     if extra:
         info.update(extra)
+    info.update(_start_history(run_dir / RUN_INFO_FILE, info))
     info_text = json.dumps(info, indent=2, sort_keys=False) + "\n"
     atomic_write_text(run_dir / CONFIG_FILE, config_text)
     atomic_write_text(run_dir / RUN_INFO_FILE, info_text)
