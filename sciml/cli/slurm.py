@@ -126,18 +126,26 @@ def _check_train(config: Path, overrides: list[str]) -> None:
     load_config(config, overrides)  # a bad config fails here (exit 2), not in the queue
 
 
+def _snapshot_config(config: Path, base: Path) -> Path:
+    """Copy the experiment config into ``base/slurm/`` so that a queued or requeued job trains what was submitted,
+    even if the original file is edited or removed afterwards."""
+    from sciml.io import atomic_write_text
+
+    return atomic_write_text(base / "slurm" / f"config-{config.name}", config.read_text(encoding="utf-8"))
+
+
 # --- commands -----------------------------------------------------------------------------------------------
-def _train_script(args: argparse.Namespace) -> tuple[Any, str]:
+def _train_script(args: argparse.Namespace, config: Path) -> tuple[Any, str]:
     from sciml.cluster.render import render_train
     from sciml.cluster.slurm import sciml_executable
 
     spec = _spec(args)
-    _check_train(args.config, args.overrides)
-    return spec, render_train(spec, args.config, args.overrides, args.run_dir, sciml_executable())
+    return spec, render_train(spec, config, args.overrides, args.run_dir, sciml_executable())
 
 
 def render_cmd(args: argparse.Namespace) -> int:
-    sys.stdout.write(_train_script(args)[1])
+    _check_train(args.config, args.overrides)
+    sys.stdout.write(_train_script(args, args.config)[1])
     return 0
 
 
@@ -153,7 +161,8 @@ def submit_cmd(args: argparse.Namespace) -> int:
         job_id = submit_train(spec, args.config, args.overrides, run_dir)
         _write_job(run_dir, {"kind": "train", "backend": "submitit", "job_ids": [job_id], "submitted_utc": _now()})
     else:
-        spec, script = _train_script(args)
+        _check_train(args.config, args.overrides)
+        spec, script = _train_script(args, _snapshot_config(args.config, run_dir))
         path = run_dir / "slurm" / "train.sbatch"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(script, encoding="utf-8")
@@ -178,7 +187,8 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     swept = [o for o in args.overrides if o not in fixed]
     tasks = plan_sweep(args.config, swept, base, fixed=fixed)
     exe = sciml_executable()
-    script = render_sweep(spec, args.config, [(t["run_dir"], t["overrides"]) for t in tasks], base, exe)
+    config = args.config if args.dry_run else _snapshot_config(args.config, base)
+    script = render_sweep(spec, config, [(t["run_dir"], t["overrides"]) for t in tasks], base, exe)
     if args.dry_run:
         for t in tasks:
             print(f"# task {t['index']}: {' '.join(t['overrides'])} -> {t['run_dir']}")

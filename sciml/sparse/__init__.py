@@ -5,12 +5,12 @@ Convention (PyG, ``flow="source_to_target"``): ``edge_index[0]`` are sources :ma
 ``docs/sparse.md``.
 """
 from sciml.sparse.csr import CSRAdjacency
-from sciml.sparse.deterministic import deterministic, is_deterministic
-from sciml.sparse.scatter import gather, scatter
-from sciml.sparse.sddmm import sddmm
+from sciml.sparse._deterministic import deterministic, is_deterministic
+from sciml.sparse._scatter import gather, scatter
+from sciml.sparse._sddmm import sddmm
 from sciml.sparse.segment import segment_reduce
 from sciml.sparse.softmax import segment_softmax
-from sciml.sparse.spmm import spmm
+from sciml.sparse._spmm import spmm
 
 __all__ = ["CSRAdjacency", "spmm", "segment_reduce", "segment_softmax", "gather", "scatter", "sddmm",
            "deterministic", "is_deterministic"]

@@ -46,17 +46,19 @@ def check_float(t: Tensor, name: str) -> None:
         raise ShapeError(f"`{name}` must have a floating-point dtype (float32/float64/...), got {t.dtype}")
 
 
-def check_ptr(ptr: Tensor, name: str, num_items: int, device: torch.device) -> Tensor:
-    """Validate a CSR pointer ``[S+1]`` over ``num_items`` items: starts at 0, non-decreasing, ends at num_items."""
+def check_ptr(ptr: Tensor, name: str, num_items: int, device: torch.device, *,
+              items: str = "src.size(0)", other: str = "`src`") -> Tensor:
+    """Validate a CSR pointer ``[S+1]`` over ``num_items`` items (``items`` names that count in the messages):
+    on ``device`` (that of ``other``), starts at 0, non-decreasing, ends at num_items. Returns it as int64."""
     ptr = check_index(ptr, name)
-    check_same_device(ptr, name, device, "`src`")
+    check_same_device(ptr, name, device, other)
     if ptr.numel() == 0:
         raise ShapeError(f"`{name}` must have at least one entry (a CSR pointer of length num_segments + 1)")
     first, last = int(ptr[0]), int(ptr[-1])
     if first != 0:
         raise IndexOutOfRangeError(f"`{name}[0]` must be 0, got {first}")
     if last != num_items:
-        raise IndexOutOfRangeError(f"`{name}[-1]` must equal src.size(0) = {num_items}, got {last}")
+        raise IndexOutOfRangeError(f"`{name}[-1]` must equal {items} = {num_items}, got {last}")
     if ptr.numel() > 1 and bool((ptr[1:] < ptr[:-1]).any()):
         raise IndexOutOfRangeError(f"`{name}` must be non-decreasing (a CSR pointer)")
     return ptr
@@ -96,11 +98,17 @@ class _Permute(torch.autograd.Function):
         return grad.index_select(0, inv_perm), None, None
 
 
+def invert_permutation(perm: Tensor) -> Tensor:
+    """The inverse permutation: ``inv[perm[k]] = k`` (a scatter of distinct indices, deterministic)."""
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel(), device=perm.device, dtype=perm.dtype)
+    return inv
+
+
 def permute(x: Tensor, perm: Tensor, inv_perm: Tensor | None = None) -> Tensor:
     """``x[perm]`` for a permutation ``perm``; the backward is deterministic."""
     if not (torch.is_grad_enabled() and x.requires_grad):
         return x.index_select(0, perm)
     if inv_perm is None:
-        inv_perm = torch.empty_like(perm)
-        inv_perm[perm] = torch.arange(perm.numel(), device=perm.device)
+        inv_perm = invert_permutation(perm)
     return _Permute.apply(x, perm, inv_perm)

@@ -8,9 +8,10 @@ import torch
 from torch import Tensor
 
 from sciml.errors import ShapeError
-from sciml.sparse._utils import (check_float, check_index, check_range, check_same_device, csr_tensor,
-                                 index_to_ptr, permute)
-from sciml.sparse.spmm import _Plan, _spmm, spmm
+from sciml.sparse._spmm import _Plan, _spmm, spmm
+from sciml.sparse._utils import (check_float, check_index, check_ptr, check_range, check_same_device, csr_tensor,
+                                 index_to_ptr, invert_permutation, permute)
+from sciml.sparse.segment import segment_reduce
 
 _NORMALIZATIONS = ("gcn", "row", "sym_laplacian", "rw_laplacian")
 
@@ -77,7 +78,7 @@ class CSRAdjacency:
 
     def _reset_plans(self) -> None:
         # SpMM plans (cached CSR tensors for one reduce and dtype), by x.dtype: plain dicts so that the hot path of
-        # `A @ x` is one lookup (see sciml.sparse.spmm._spmm); each plan checks that it still matches `value`.
+        # `A @ x` is one lookup (see sciml.sparse._spmm._spmm); each plan checks that it still matches `value`.
         self._plans_sum: dict[torch.dtype, _Plan] = {}
         self._plans_mean: dict[torch.dtype, _Plan] = {}
 
@@ -188,8 +189,8 @@ class CSRAdjacency:
         ptr = check_index(ptr, "ptr")
         if num_nodes is None:
             num_nodes = int(ptr[-1]) if ptr.numel() > 0 else 0
-        if ptr.numel() == 0 or int(ptr[0]) != 0 or int(ptr[-1]) != int(num_nodes):
-            raise ShapeError(f"`ptr` must start at 0 and end at num_nodes={num_nodes}, got {ptr.tolist()[:4]}...")
+        # validated where it lives (a Batch may keep it elsewhere than edge_index), then moved to the adjacency
+        ptr = check_ptr(ptr, "ptr", int(num_nodes), ptr.device, items="num_nodes", other="`ptr`")
         adj = cls.from_edge_index(edge_index, num_nodes, edge_weight)
         adj.graph_ptr = ptr.to(adj.device)
         if adj.num_edges > 0:
@@ -304,10 +305,8 @@ class CSRAdjacency:
             t = CSRAdjacency(rowptr_t, self.row.index_select(0, tperm), None, self.num_cols, self.num_rows,
                              perm=self.perm.index_select(0, tperm), row=col_sorted, graph_ptr=self.graph_ptr)
             t._perm_from_parent = tperm
-            inv = torch.empty_like(tperm)
-            inv[tperm] = torch.arange(tperm.numel(), device=tperm.device)
             back = copy.copy(self)
-            back.value, back._valued, back._perm_from_parent = None, {}, inv
+            back.value, back._valued, back._perm_from_parent = None, {}, invert_permutation(tperm)
             back._reset_plans()
             t._struct["transpose"] = back
             self._struct["transpose"] = t
@@ -351,7 +350,6 @@ class CSRAdjacency:
     def in_degree(self, dtype: torch.dtype | None = None) -> Tensor:
         r"""Weighted in-degree :math:`d^{in}_i = \sum_j A_{ij}`: the (weighted) number of edges *into* each target
         node, i.e. the row sums. ``[num_rows]``; unweighted graphs count edges (duplicates included)."""
-        from sciml.sparse.segment import segment_reduce
         if self.value is None:
             return (self.rowptr[1:] - self.rowptr[:-1]).to(dtype or torch.get_default_dtype())
         return segment_reduce(self.value, self.rowptr, "sum", validate=False).to(dtype or self.value.dtype)
@@ -403,7 +401,6 @@ class CSRAdjacency:
         return out
 
     def _normalize(self, kind: str, add_self_loops: bool, dtype: torch.dtype) -> "CSRAdjacency":
-        from sciml.sparse.segment import segment_reduce
         n, device = self.num_rows, self.device
         w = self.value if self.value is not None else torch.ones(self.num_edges, dtype=dtype, device=device)
         base = self.with_value(w)
@@ -411,7 +408,7 @@ class CSRAdjacency:
             loops = torch.arange(n, device=device)
             base = self._derived(torch.cat([self.row, loops]), torch.cat([self.col, loops]),
                                  torch.cat([w, torch.ones(n, dtype=dtype, device=device)]))
-        deg = segment_reduce(base.value, base.rowptr, "sum", validate=False)
+        deg = base.in_degree()
         if kind in ("gcn", "sym_laplacian"):
             dis = deg.pow(-0.5).masked_fill(deg == 0, 0.0)
             norm = dis.index_select(0, base.row) * base.value * dis.index_select(0, base.col)

@@ -34,6 +34,20 @@ class _SegmentSum(torch.autograd.Function):
         return grad_src, None, None, None
 
 
+def scatter_extremum(src: Tensor, index: Tensor, num_out: int, reduce: str, nonempty: Tensor) -> Tensor:
+    """``max``/``min`` of the rows of ``src`` ``[E, *]`` by ``index`` ``[E]`` into ``[num_out, *]``; rows where
+    ``nonempty`` is False are 0. Ties share the gradient evenly.
+
+    The output starts as NaN, not 0: the backward of ``scatter_reduce(include_self=False)`` counts an initial value
+    equal to the result as one more tie (so an extremum of exactly 0 got only half of its gradient), and NaN never
+    compares equal. Rows that receive nothing keep the NaN until the final ``where``."""
+    trailing = (1,) * (src.dim() - 1)
+    expanded = index.view((-1,) + trailing).expand_as(src)
+    out = src.new_full((num_out,) + tuple(src.shape[1:]), float("nan")).scatter_reduce(
+        0, expanded, src, "amax" if reduce == "max" else "amin", include_self=False)
+    return torch.where(nonempty.view((-1,) + trailing), out, out.new_zeros(()))
+
+
 def segment_reduce(src: Tensor, ptr: Tensor, reduce: str = "sum", *, validate: bool = True) -> Tensor:
     r"""Reduce contiguous (sorted) segments of ``src`` along dimension 0.
 
@@ -86,7 +100,5 @@ def segment_reduce(src: Tensor, ptr: Tensor, reduce: str = "sum", *, validate: b
                 scale = counts.to(torch.float64).reciprocal().index_select(0, seg)
             out = _SegmentSum.apply(src2, ptr, seg, scale)
         else:
-            index = seg.unsqueeze(-1).expand_as(src2)
-            out = src2.new_zeros(num_segments, src2.size(1)).scatter_reduce(
-                0, index, src2, "amax" if reduce == "max" else "amin", include_self=False)
+            out = scatter_extremum(src2, seg, num_segments, reduce, ptr[1:] > ptr[:-1])
     return out.reshape((num_segments,) + trailing)

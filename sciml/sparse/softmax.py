@@ -1,12 +1,11 @@
 """Softmax within segments (e.g. over the incoming edges of every node, as in attention)."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from sciml.errors import ShapeError
 from sciml.sparse._utils import check_float, check_index, check_ptr, check_same_device, ptr_to_index
-from sciml.sparse.scatter import gather, scatter
+from sciml.sparse._scatter import gather, scatter
 from sciml.sparse.segment import segment_reduce
 
 

@@ -3,6 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+import sciml.sparse
+import sciml.sparse._deterministic as det_module
+import sciml.sparse._spmm as spmm_module
 from sciml.errors import IndexOutOfRangeError, ShapeError
 from sciml.sparse import CSRAdjacency, deterministic, spmm
 from sciml.testing import on_devices, random_graph
@@ -292,17 +295,41 @@ def test_bad_inputs_raise_typed_errors():
 
 
 @on_devices
-def test_deterministic_mode_spmm_matches(device):
+@pytest.mark.parametrize("det", [False, True])
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_deterministic_mode_spmm_matches(monkeypatch, device, det, reduce):
+    """Deterministic mode takes the sorted segment path (`segment_product`) in the forward and in the backward
+    (through the transpose), and the default kernel otherwise. The device is declared one whose default kernels are
+    not reproducible (as CUDA is), so that the CUDA path selection itself runs, and is checked, on CPU."""
+    monkeypatch.setattr(det_module, "ATOMIC_DEVICE_TYPES", frozenset({"cuda", torch.device(device).type}))
+    calls = []
+    real = spmm_module.segment_product
+
+    def spy(adj, values, x):
+        calls.append(adj)
+        return real(adj, values, x)
+
+    monkeypatch.setattr(spmm_module, "segment_product", spy)
     ei, shape, w = make("random", device=device)
     w.requires_grad_(True)
     x = torch.randn(shape[1], 5, dtype=torch.float64, device=device, requires_grad=True)
-    ref = CSRAdjacency.from_edge_index(ei, shape, w) @ x
-    grads = torch.autograd.grad(ref.sum(), [x, w])
-    with deterministic():
-        out = CSRAdjacency.from_edge_index(ei, shape, w) @ x
-        grads_det = torch.autograd.grad(out.sum(), [x, w])
+    dense = dense_autograd(ei, shape, w, torch.float64)
+    if reduce == "mean":
+        dense = dense / torch.bincount(ei[1], minlength=shape[0]).clamp(min=1).unsqueeze(-1)
+    ref = dense @ x
+    grads_ref = torch.autograd.grad(ref.sum(), [x, w])
+    adj = CSRAdjacency.from_edge_index(ei, shape, w)
+    with deterministic(det):
+        out = spmm(adj, x, reduce)
+        with torch.no_grad():  # the planned no-grad hot path selects the same way
+            nograd = [spmm(adj, x, reduce), spmm(adj, x, reduce)]
+    assert calls == ([adj, adj, adj] if det else [])
+    grads = torch.autograd.grad(out.sum(), [x, w])  # outside the block: the forward's choice is kept
+    assert calls[3:] == ([adj._transpose_structure()] if det else [])
     torch.testing.assert_close(out, ref)
-    for a, b in zip(grads, grads_det):
+    for got in nograd:
+        torch.testing.assert_close(got, ref.detach())
+    for a, b in zip(grads, grads_ref):
         torch.testing.assert_close(a, b)
 
 
@@ -439,8 +466,6 @@ def test_double_backward_through_edge_values(reduce):
 
 @pytest.mark.parametrize("weighted", [False, True])
 def test_hot_path_skips_the_checked_path_once_planned(monkeypatch, weighted):
-    import importlib
-    spmm_module = importlib.import_module("sciml.sparse.spmm")  # the attribute sciml.sparse.spmm is the function
     ei, shape, w = make("random", weighted=weighted)
     adj = CSRAdjacency.from_edge_index(ei, shape, w)
     x = torch.randn(shape[1], 4, dtype=torch.float64)
@@ -459,3 +484,25 @@ def test_hot_path_skips_the_checked_path_once_planned(monkeypatch, weighted):
     assert out.requires_grad
     out.sum().backward()
     torch.testing.assert_close(xg.grad, grad_ref)
+
+
+def test_public_names_do_not_shadow_submodules():
+    """`from sciml.sparse import spmm` is the function, and no submodule of that name hides behind it."""
+    import importlib.util
+    import types
+    for name in sciml.sparse.__all__:
+        assert not isinstance(getattr(sciml.sparse, name), types.ModuleType), name
+        assert importlib.util.find_spec(f"sciml.sparse.{name}") is None, name
+    assert isinstance(spmm_module, types.ModuleType) and spmm_module.spmm is spmm
+
+
+def test_from_batch_ptr_validation():
+    sizes, ei, ptr = batch_graphs()
+    with pytest.raises(IndexOutOfRangeError, match="non-decreasing"):
+        CSRAdjacency.from_batch(edge_index=ei, ptr=torch.tensor([0, 9, 5, 12, 17]))
+    with pytest.raises(IndexOutOfRangeError, match=r"ptr\[0\]"):
+        CSRAdjacency.from_batch(edge_index=ei, ptr=ptr + 1)
+    with pytest.raises(IndexOutOfRangeError, match="num_nodes"):
+        CSRAdjacency.from_batch(edge_index=ei, ptr=ptr, num_nodes=int(ptr[-1]) + 1)
+    with pytest.raises(ShapeError, match="ptr"):
+        CSRAdjacency.from_batch(edge_index=ei, ptr=torch.zeros(0, dtype=torch.long))

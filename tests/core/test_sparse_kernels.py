@@ -2,6 +2,10 @@
 import pytest
 import torch
 
+import sciml.sparse._deterministic as det_module
+import sciml.sparse._scatter as scatter_module
+import sciml.sparse._spmm as spmm_module
+import sciml.sparse._utils as utils_module
 from sciml.errors import IndexOutOfRangeError, ShapeError
 from sciml.sparse import (CSRAdjacency, deterministic, gather, is_deterministic, scatter, sddmm, segment_reduce,
                           segment_softmax)
@@ -275,18 +279,102 @@ def test_deterministic_switch_and_torch_flag():
 
 
 @on_devices
-def test_deterministic_runs_are_bitwise_equal(device):
+def test_deterministic_runs_are_bitwise_equal(monkeypatch, device):
+    """Deterministic mode takes the sorted paths in the forward and the backward (spied), on CPU too: the device is
+    declared one whose default kernels are not reproducible, as CUDA is, so that the CUDA path selection runs. The
+    results are bitwise equal between runs and equal to a dense reference."""
+    monkeypatch.setattr(det_module, "ATOMIC_DEVICE_TYPES", frozenset({"cuda", torch.device(device).type}))
+    phase, calls = ["forward"], set()
+
+    def spy(owner, attr, label):
+        real = getattr(owner, attr)
+
+        def wrapper(*args, **kwargs):
+            calls.add((label, phase[0]))
+            return real(*args, **kwargs)
+        monkeypatch.setattr(owner, attr, staticmethod(wrapper) if isinstance(owner, type) else wrapper)
+
+    spy(spmm_module, "segment_product", "spmm_segments")     # SpMM forward (A) and backward (A^T)
+    spy(scatter_module, "_sorted_scatter", "sorted_scatter")  # scatter forward, gather backward
+    spy(utils_module._Permute, "backward", "permute_gather")  # scatter backward: a gather, no index_add_
+
     ei = random_graph(200, 3000, seed=2, device=device)
     adj = CSRAdjacency.from_edge_index(ei, 200)
     x = torch.randn(200, 16, device=device, requires_grad=True)
     src = torch.randn(3000, 16, device=device, requires_grad=True)
 
     def run():
+        phase[0] = "forward"
         out = (adj @ x).sum() + scatter(src, ei[1], 200).pow(2).sum() + segment_softmax(src, index=ei[1]).sum()
         out = out + sddmm(adj, x, x).sum() + gather(x, ei[0]).pow(2).sum()
+        phase[0] = "backward"
         return [out.detach()] + list(torch.autograd.grad(out, [x, src]))
 
     with deterministic():
         first, second = run(), run()
+    assert calls == {("spmm_segments", "forward"), ("spmm_segments", "backward"), ("sorted_scatter", "forward"),
+                     ("sorted_scatter", "backward"), ("permute_gather", "backward")}
     for p, q in zip(first, second):
         assert torch.equal(p, q)
+
+    # dense / plain-torch reference of the same sum
+    dense = adj.to_dense(torch.float32)
+    row, col = adj.row, adj.col
+    ref = ((dense @ x).sum() + torch.zeros(200, 16, device=device).index_add(0, ei[1], src).pow(2).sum()
+           + loop_softmax(src, ei[1].tolist(), 200).sum() + (x @ x.t())[row, col].sum() + x[ei[0]].pow(2).sum())
+    expected = [ref.detach()] + list(torch.autograd.grad(ref, [x, src]))
+    for got, exp in zip(first, expected):
+        torch.testing.assert_close(got, exp, atol=1e-3, rtol=1e-4)
+
+
+@on_devices
+@pytest.mark.parametrize("det", [False, True])
+def test_sddmm_multihead_against_dense_per_head(device, det):
+    """Every head h is the dense product (a_h b_h^T) sampled at the edges; gradients are the dense ones."""
+    ei = random_graph(7, 25, seed=4, device=device)
+    adj = CSRAdjacency.from_edge_index(ei, (7, 9))  # bipartite: 7 targets, 9 sources (indices < 7 anyway)
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(7, 3, 5, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
+    b = torch.randn(9, 3, 5, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
+    with deterministic(det):
+        out = sddmm(adj, a, b)
+    assert out.shape == (adj.num_edges, 3)
+    ref = torch.stack([(a[:, h] @ b[:, h].t())[adj.row, adj.col] for h in range(3)], dim=-1)
+    torch.testing.assert_close(out, ref)
+    gout = torch.randn(out.shape, generator=g, dtype=torch.float64).to(device)
+    with deterministic(det):
+        got = torch.autograd.grad(out, [a, b], gout)
+    for x, y in zip(got, torch.autograd.grad(ref, [a, b], gout)):
+        torch.testing.assert_close(x, y)
+    (grad_b_only,) = torch.autograd.grad(sddmm(adj, a.detach(), b), [b], gout)
+    torch.testing.assert_close(grad_b_only, got[1])
+
+
+@pytest.mark.parametrize("reduce", ["max", "min"])
+@pytest.mark.parametrize("kernel", ["segment", "scatter", "scatter_det"])
+def test_max_min_ties_split_the_gradient_evenly(kernel, reduce):
+    """docs/sparse.md: max/min send the gradient to the arg-extremum, split evenly between exact ties."""
+    # segment 0 = rows 0-2: column 0 has a 3-way tie (max) or a 2-way tie (min), column 1 a unique extremum;
+    # segment 1 = rows 3-4: a 2-way tie in both columns; segment 2 is empty.
+    first = [2.0, 1.0] if reduce == "max" else [-1.0, 1.0]
+    third = [2.0, 0.0] if reduce == "max" else [-1.0, 0.0]
+    src = torch.tensor([first, [2.0, 5.0], third, [4.0, 4.0], [4.0, 4.0]], dtype=torch.float64)
+    src.requires_grad_(True)
+    ptr = torch.tensor([0, 3, 5, 5])
+    index = torch.tensor([0, 0, 0, 1, 1])
+    gout = torch.tensor([[6.0, 10.0], [8.0, 2.0], [7.0, 7.0]], dtype=torch.float64)
+    if kernel == "segment":
+        out = segment_reduce(src, ptr, reduce)
+    else:
+        perm = torch.tensor([3, 0, 4, 2, 1])  # unsorted index: the ties must be found wherever they are
+        with deterministic(kernel == "scatter_det"):
+            out = scatter(src[perm], index[perm], 3, reduce)
+    (grad,) = torch.autograd.grad(out, src, gout)
+    if reduce == "max":
+        expected_out = [[2.0, 5.0], [4.0, 4.0], [0.0, 0.0]]
+        expected_grad = [[2.0, 0.0], [2.0, 10.0], [2.0, 0.0], [4.0, 1.0], [4.0, 1.0]]  # 6/3, 10, 8/2, 2/2
+    else:
+        expected_out = [[-1.0, 0.0], [4.0, 4.0], [0.0, 0.0]]
+        expected_grad = [[3.0, 0.0], [0.0, 0.0], [3.0, 10.0], [4.0, 1.0], [4.0, 1.0]]  # 6/2, 10, 8/2, 2/2
+    torch.testing.assert_close(out, torch.tensor(expected_out, dtype=torch.float64))
+    torch.testing.assert_close(grad, torch.tensor(expected_grad, dtype=torch.float64))

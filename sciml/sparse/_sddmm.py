@@ -5,19 +5,22 @@ import torch
 from torch import Tensor
 
 from sciml.errors import ShapeError
+from sciml.sparse._spmm import edge_dot
 from sciml.sparse._utils import check_float, check_same_device
 from sciml.sparse.csr import CSRAdjacency
-from sciml.sparse.spmm import csr_product, edge_dot
+from sciml.sparse.segment import segment_reduce
 
 
-def _heads(t: Tensor) -> Tensor:
-    """``[N, F]`` → ``[N, 1, F]``; ``[N, H, F]`` unchanged."""
-    return t.unsqueeze(1) if t.dim() == 2 else t
+def _weighted_segment_sum(ptr: Tensor, gather_index: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+    """``out[s] = sum_{k in segment s} weight[k] * x[gather_index[k]]`` for ``x: [N, *, F]``, ``weight: [E, *]``:
+    one gather over all heads and one sorted segment sum (no atomics on any device)."""
+    msg = x.index_select(0, gather_index) * weight.unsqueeze(-1)
+    return segment_reduce(msg, ptr, "sum", validate=False)
 
 
 class _SDDMM(torch.autograd.Function):
-    """Edge scores with a backward made of CSR products: ``grad_a = G @ b``, ``grad_b = G^T @ a`` where ``G``
-    carries the edge gradients as values (no atomics, uses the cached transpose)."""
+    """Edge scores; the backward is ``grad_a = G b`` (segments = CSR rows) and ``grad_b = G^T a`` (segments = rows of
+    the cached transpose), where ``G`` carries the edge gradients as values, all heads at once."""
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, adj: CSRAdjacency) -> Tensor:
@@ -29,19 +32,13 @@ class _SDDMM(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         a, b = ctx.saved_tensors
         adj: CSRAdjacency = ctx.adj
-        a3, b3 = _heads(a), _heads(b)
-        g = grad.unsqueeze(-1) if a.dim() == 2 else grad
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_a = torch.stack([csr_product(adj, g[:, h].contiguous(), b3[:, h]) for h in range(g.size(1))],
-                                 dim=1)
-            grad_a = grad_a.reshape(a.shape)
+            grad_a = _weighted_segment_sum(adj.rowptr, adj.col, b, grad)
         if ctx.needs_input_grad[1]:
             adj_t = adj._transpose_structure()
-            g_t = g.index_select(0, adj_t._perm_from_parent)
-            grad_b = torch.stack([csr_product(adj_t, g_t[:, h].contiguous(), a3[:, h]) for h in range(g.size(1))],
-                                 dim=1)
-            grad_b = grad_b.reshape(b.shape)
+            grad_b = _weighted_segment_sum(adj_t.rowptr, adj_t.col, a,
+                                           grad.index_select(0, adj_t._perm_from_parent))
         return grad_a, grad_b, None
 
 
@@ -50,9 +47,10 @@ def sddmm(adj: CSRAdjacency, a: Tensor, b: Tensor) -> Tensor:
     :math:`e = (j \to i)`, in CSR edge order (use ``adj.perm`` to relate to the input order).
 
     This is the sampled dense-dense product :math:`(\mathbf{A}\mathbf{B}^\top) \odot \mathrm{pattern}(\mathrm{adj})`
-    used for dot-product attention. With ``a`` of shape ``[N, H, F]`` a score is computed per head. The forward works
-    in blocks of edges (bounded memory); the backward is two CSR products (``grad_a = G b``, ``grad_b = G^T a``).
-    Edge values of ``adj`` are ignored.
+    used for dot-product attention. With ``a`` of shape ``[N, H, F]`` a score is computed per head. The forward
+    gathers ``a[row]`` and ``b[col]`` once for all heads, in blocks of edges (bounded memory); the backward is one
+    gather and one sorted segment sum per input (``grad_a = G b`` over the CSR rows, ``grad_b = G^T a`` over the
+    cached transpose), without atomics on any device. Edge values of ``adj`` are ignored.
 
     Args:
         adj (CSRAdjacency): Adjacency ``[num_rows, num_cols]``.
@@ -80,8 +78,7 @@ def sddmm(adj: CSRAdjacency, a: Tensor, b: Tensor) -> Tensor:
 
 
 def _sddmm_forward(adj: CSRAdjacency, a: Tensor, b: Tensor) -> Tensor:
-    a3, b3 = _heads(a), _heads(b)
+    """``[E]`` or ``[E, H]`` scores: one ``[E, (H,) F]`` gather of each side and one reduction (per edge block)."""
     if adj.num_edges == 0:
-        return a.new_zeros((0,) if a.dim() == 2 else (0, a.size(1)))
-    out = torch.stack([edge_dot(adj.row, adj.col, a3[:, h], b3[:, h]) for h in range(a3.size(1))], dim=-1)
-    return out.squeeze(-1) if a.dim() == 2 else out
+        return a.new_zeros((0,) + tuple(a.shape[1:-1]))
+    return edge_dot(adj.row, adj.col, a, b)

@@ -20,6 +20,12 @@ import threading
 
 import torch
 
+# Device types whose default kernels (cuSPARSE SpMM, atomic index_add_/scatter_add_) are not bitwise reproducible:
+# on these, deterministic mode reroutes SpMM to the sorted segment path. Read at call time by `atomic_device`, so
+# tests can add "cpu" (monkeypatch) to run the CUDA path selection on a CPU-only machine.
+ATOMIC_DEVICE_TYPES = frozenset({"cuda"})
+
+
 class _State(threading.local):
     enabled = False  # class default: reading the flag in a fresh thread is a plain attribute lookup
 
@@ -39,6 +45,13 @@ def is_deterministic() -> bool:
     :func:`torch.are_deterministic_algorithms_enabled` is true.
     """
     return _state.enabled or _torch_deterministic()
+
+
+def atomic_device(device: torch.device) -> bool:
+    """Whether the default kernels on ``device`` may accumulate in a run-dependent order (see
+    :data:`ATOMIC_DEVICE_TYPES`). SpMM takes its sorted segment path iff ``atomic_device(device) and
+    is_deterministic()``."""
+    return device.type in ATOMIC_DEVICE_TYPES
 
 
 class deterministic:

@@ -5,9 +5,9 @@ import torch
 from torch import Tensor
 
 from sciml.errors import ShapeError
-from sciml.sparse._utils import (check_index, check_range, check_same_device, index_to_ptr, permute)
-from sciml.sparse.deterministic import is_deterministic
-from sciml.sparse.segment import segment_reduce
+from sciml.sparse._deterministic import is_deterministic
+from sciml.sparse._utils import check_index, check_range, check_same_device, index_to_ptr, permute
+from sciml.sparse.segment import scatter_extremum, segment_reduce
 
 _REDUCES = ("sum", "mean", "max", "min")
 
@@ -98,13 +98,11 @@ def scatter(src: Tensor, index: Tensor, dim_size: int | None = None, reduce: str
         check_range(index, "index", dim_size)
     if is_deterministic():
         return _sorted_scatter(src, index, dim_size, reduce)
-    out_shape = (dim_size,) + tuple(src.shape[1:])
     if reduce in ("sum", "mean"):
-        out = src.new_zeros(out_shape).index_add(0, index, src)
+        out = src.new_zeros((dim_size,) + tuple(src.shape[1:])).index_add(0, index, src)
         if reduce == "mean":
             count = torch.bincount(index, minlength=dim_size).clamp(min=1).to(src.dtype)
             out = out / count.view((-1,) + (1,) * (src.dim() - 1))
         return out
-    expanded = index.view((-1,) + (1,) * (src.dim() - 1)).expand_as(src)
-    return src.new_zeros(out_shape).scatter_reduce(0, expanded, src, "amax" if reduce == "max" else "amin",
-                                                   include_self=False)
+    nonempty = torch.zeros(dim_size, dtype=torch.bool, device=src.device).index_fill_(0, index, True)
+    return scatter_extremum(src, index, dim_size, reduce, nonempty)

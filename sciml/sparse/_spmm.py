@@ -11,7 +11,7 @@ from torch import Tensor
 
 from sciml.errors import ShapeError
 from sciml.sparse._utils import check_float, check_same_device, csr_tensor
-from sciml.sparse.deterministic import is_deterministic
+from sciml.sparse._deterministic import atomic_device, is_deterministic
 
 if TYPE_CHECKING:
     from sciml.sparse.csr import CSRAdjacency
@@ -20,26 +20,15 @@ _REDUCES = ("sum", "mean")
 _CHUNK_ELEMS = 1 << 22  # edges x features per block when materialising per-edge products
 
 
-def csr_product(adj: "CSRAdjacency", values: Tensor | None, x: Tensor) -> Tensor:
-    """``A @ x`` for 2-D ``x`` without autograd; ``values=None`` means all ones. Picks the kernel:
-    ``torch.sparse.mm`` on a CSR tensor, or (deterministic mode on CUDA) gather + sorted segment sum."""
-    if adj.num_edges == 0 or x.size(1) == 0:
-        return x.new_zeros(adj.num_rows, x.size(1))
-    if x.is_cuda and is_deterministic():
-        # cuSPARSE does not document bitwise reproducibility for every algorithm; a segment sum over the sorted
-        # rows has no atomics.
-        return segment_product(adj, values, x)
-    return torch.sparse.mm(adj._csr_tensor(values, x.dtype), x)
-
-
 def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """``(a[row] * b[col]).sum(-1)`` for 2-D ``a``, ``b``, in blocks of edges to bound the temporary memory."""
+    """``(a[row] * b[col]).sum(-1)`` for ``a``, ``b`` of shape ``[N, *, F]`` (one gather of each over all trailing
+    dims, e.g. heads, and one reduction), in blocks of edges to bound the temporary memory. ``[E, *]``."""
     num_edges = row.numel()
-    feat = max(a.size(-1), 1)
+    feat = max(math.prod(a.shape[1:]), 1)
     step = max(_CHUNK_ELEMS // feat, 1)
     if num_edges <= step:
         return (a.index_select(0, row) * b.index_select(0, col)).sum(-1)
-    out = a.new_empty(num_edges)
+    out = a.new_empty((num_edges,) + tuple(a.shape[1:-1]))
     for start in range(0, num_edges, step):
         r, c = row[start:start + step], col[start:start + step]
         torch.sum(a.index_select(0, r) * b.index_select(0, c), dim=-1, out=out[start:start + step])
@@ -56,7 +45,7 @@ class _Plan:
     tensor used by the backward are built on the first backward and kept as well.
     """
 
-    __slots__ = ("value", "version", "dtype", "values", "csr", "direct", "cuda", "device", "_values_t", "_csr_t")
+    __slots__ = ("value", "version", "dtype", "values", "csr", "direct", "atomic", "device", "_values_t", "_csr_t")
 
     def __init__(self, adj: "CSRAdjacency", reduce: str, dtype: torch.dtype) -> None:
         v = adj.value
@@ -71,7 +60,8 @@ class _Plan:
         self.csr = adj._csr_tensor(None, dtype) if values is None else csr_tensor(adj.rowptr, adj.col, values,
                                                                                   adj.shape)
         self.device = adj.device
-        self.cuda = self.device.type == "cuda"
+        # the default kernel on this device is not bitwise reproducible: deterministic mode takes the sorted path
+        self.atomic = atomic_device(self.device)
         self.direct = adj.num_edges > 0  # torch.sparse.mm applies; an adjacency without edges gives zeros
         self._values_t: Tensor | None = None
         self._csr_t: Tensor | None = None
@@ -174,7 +164,7 @@ def _grad_product(adj: "CSRAdjacency", x: Tensor, reduce: str, plan: _Plan) -> T
     if v is not None and v.requires_grad:
         values = v if reduce == "sum" else adj._mean_values(x.dtype)
     apply = _SpMM.apply if _functorch_active() else _raw_apply
-    return apply(values, x, adj, plan, plan.cuda and is_deterministic())
+    return apply(values, x, adj, plan, plan.atomic and is_deterministic())
 
 
 def _spmm(adj: "CSRAdjacency", x: Tensor, reduce: str, plans: dict) -> Tensor:
@@ -193,7 +183,7 @@ def _spmm(adj: "CSRAdjacency", x: Tensor, reduce: str, plans: dict) -> Tensor:
             if torch.is_grad_enabled() and (x.requires_grad or (v is not None and v.requires_grad)):
                 if x.dim() == 2 and x.shape[0] == adj.num_cols and x.device == plan.device:
                     return _grad_product(adj, x, reduce, plan)
-            elif plan.direct and not (plan.cuda and is_deterministic()):
+            elif plan.direct and not (plan.atomic and is_deterministic()):
                 try:
                     return torch.sparse.mm(plan.csr, x)
                 except RuntimeError:
@@ -214,7 +204,7 @@ def _spmm_checked(adj: "CSRAdjacency", x: Tensor, reduce: str) -> Tensor:
     if torch.is_grad_enabled() and (x2.requires_grad or (v is not None and v.requires_grad)):
         out = _grad_product(adj, x2, reduce, plan)
     else:
-        out = plan.forward(adj, x2, plan.cuda and is_deterministic())
+        out = plan.forward(adj, x2, plan.atomic and is_deterministic())
     return out.reshape((adj.num_rows,) + trailing) if flat else out
 
 
