@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stop:
         print(f"sciml train: {stop}", file=sys.stderr)
         return EXIT_PREEMPTED
-    print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    if os.environ.get("RANK", "0") == "0":  # one summary per run, not one per DDP rank
+        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     return 0
 
 
