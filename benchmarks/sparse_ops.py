@@ -27,10 +27,8 @@ current environment differs. The JSON records the allocator environment and a la
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -40,11 +38,13 @@ import warnings
 
 import torch
 
-import torch_geometric
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import spmm as pyg_spmm
 
 from sciml.sparse import CSRAdjacency
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine_info as common_machine_info  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*Sparse.*")  # CSR beta / invariant-check notices
 
@@ -158,32 +158,11 @@ def measure(fns: dict, device, *, warmup: int, reps: int, budget_s: float) -> di
 
 
 def machine_info(device: torch.device) -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    info = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu,
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-        "torch_geometric": torch_geometric.__version__,
-        "allocator_env": {k: os.environ.get(k) for k in ALLOCATOR_ENV_KEYS},
-        "allocator": allocator_label(),
-        "device": str(device),
-    }
+    info = common_machine_info(str(device), allocator=allocator_label())
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
-    try:
-        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-    except OSError:
-        pass
     return info
-
 
 def bandwidth_reference(device: torch.device, *, nbytes: int, warmup: int, reps: int) -> dict:
     src = torch.ones(nbytes // 4, device=device)

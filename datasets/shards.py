@@ -80,12 +80,29 @@ def resolve_shard(text: str | None, env: Mapping[str, str] | None = None) -> tup
     return None if shard is None or shard[1] == 1 else shard
 
 
+def check_shard(shard: Any) -> tuple[int, int] | None:
+    """Validate ``shard=(i, n)`` (``None``: everything) and return it as ints.
+
+    Raises:
+        ConfigError: not a pair of integers with ``0 <= i < n`` (an option error, never blamed on an input file).
+    """
+    if shard is None:
+        return None
+    try:
+        index, count = (int(v) for v in shard)
+    except (TypeError, ValueError):
+        raise ConfigError(f"shard: expected a pair (index, count), got {shard!r}") from None
+    _check_shard(index, count, "shard")
+    return index, count
+
+
 def shard_range(num_items: int, shard: tuple[int, int] | None) -> range:
-    """The contiguous index range of ``shard`` among ``num_items`` items (all of them for ``None``)."""
+    """The contiguous index range of ``shard`` among ``num_items`` items (all of them for ``None``): the one
+    sharding rule of the package (converters, generators, ``--workers``), so merged shards equal one write."""
+    shard = check_shard(shard)
     if shard is None:
         return range(num_items)
     index, count = shard
-    _check_shard(index, count, "shard")
     return range(index * num_items // count, (index + 1) * num_items // count)
 
 

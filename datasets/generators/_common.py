@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from sciml.datasets.shards import check_shard, shard_range  # noqa: F401  (re-exported)
 from sciml.errors import ConfigError
 
 __all__ = ["SPLITS", "SPLIT_CODE", "sample_rng", "shard_range", "check_shard", "split_sizes", "build_spec",
@@ -35,27 +36,6 @@ def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
 def sample_seed(seed: int, split: str, index: int) -> int:
     """A 32-bit integer derived from (seed, split, index), for libraries that want an int seed."""
     return int(np.random.SeedSequence([int(seed), SPLIT_CODE[split], int(index)]).generate_state(1)[0])
-
-
-def check_shard(shard: Any) -> tuple[int, int]:
-    """Validate ``shard=(i, n)`` (``None`` means ``(0, 1)``)."""
-    if shard is None:
-        return 0, 1
-    try:
-        i, n = (int(v) for v in shard)
-    except (TypeError, ValueError):
-        raise ConfigError(f"shard: expected a pair (index, count), got {shard!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise ConfigError(f"shard: expected (index, count) with 0 <= index < count, got {shard!r}")
-    return i, n
-
-
-def shard_range(num: int, shard: tuple[int, int] | None) -> range:
-    """The contiguous indices ``[floor(i*num/n), floor((i+1)*num/n))`` of ``range(num)`` owned by shard ``(i, n)``
-    (the same rule as :func:`sciml.datasets.shards.shard_range`, which the CLI's workers rely on)."""
-    from sciml.datasets.shards import shard_range as _shard_range
-
-    return _shard_range(num, check_shard(shard))
 
 
 def split_sizes(num_train: int, num_val: int, num_test: int) -> dict[str, int]:

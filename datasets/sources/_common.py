@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from sciml.errors import ConfigError, DataFormatError
+from sciml.datasets.shards import check_shard  # noqa: F401  (re-exported)
+from sciml.errors import DataFormatError
 
 __all__ = ["DataFormatError", "fail", "LazySplit", "in_shard", "check_shard", "make_spec", "split_from_name",
            "one_line"]
@@ -22,23 +23,6 @@ def fail(path: str | os.PathLike, problem: str, *, line: int | None = None) -> D
     """A :class:`DataFormatError` whose one-line message is ``<path>[:<line>]: <problem>``. Raise the result."""
     where = f"{os.fspath(path)}:{line}" if line is not None else os.fspath(path)
     return DataFormatError(f"{where}: {one_line(problem)}")
-
-
-def check_shard(shard: tuple[int, int] | None) -> tuple[int, int] | None:
-    """Validate ``shard=(i, n)``: ``0 <= i < n``.
-
-    Raises:
-        ConfigError: not a pair of integers with ``0 <= i < n`` (an option error, not a fault of the input file).
-    """
-    if shard is None:
-        return None
-    try:
-        i, n = (int(v) for v in shard)
-    except (TypeError, ValueError):
-        raise ConfigError(f"shard must be a pair (index, count), got {shard!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise ConfigError(f"shard must satisfy 0 <= index < count, got {shard!r}")
-    return i, n
 
 
 def in_shard(index: int, shard: tuple[int, int] | None, total: int) -> bool:
