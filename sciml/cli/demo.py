@@ -79,10 +79,11 @@ def run(args: argparse.Namespace) -> int:
     _section("7. What a run directory holds")
     for path in sorted(p for p in (root / "gcn").rglob("*") if p.is_file()):
         print(f"  {path.relative_to(root)}  ({path.stat().st_size} bytes)")
-    print(f"\nextend the GCN run with:  sciml train {root / 'gcn' / 'config.yaml'} --run-dir {root / 'gcn'} "
-          "trainer.max_epochs=400")
-    print(f"metrics as JSON:          {json.dumps({k: round(v, 4) for k, v in results['gcn'].items()})}")
-    print(f"inspect the Darcy file:   sciml data inspect {darcy}")
+    print(f"\nretrain from the saved config:  sciml train {root / 'gcn' / 'config.yaml'} --run-dir runs/my-gcn "
+          "model.hidden_channels=64")
+    print(f"evaluate a run directory:       sciml eval {root / 'gcn'}")
+    print(f"inspect the Darcy file:         sciml data inspect {darcy}")
+    print(f"GCN metrics as JSON:            {json.dumps({k: round(v, 4) for k, v in results['gcn'].items()})}")
     return 0
 
 
