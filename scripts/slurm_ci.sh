@@ -89,10 +89,16 @@ CONF
   fi
   pgrep -x slurmctld >/dev/null || slurmctld
   pgrep -x slurmd >/dev/null || slurmd
-  for i in $(seq 100); do sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)' && break; sleep 0.2; done
-  sinfo
-  # node can come up DRAIN/DOWN (e.g. Low RealMemory) -> force it back
-  sinfo -h -o %T | grep -qE 'drain|down' && scontrol update NodeName=$HOST State=RESUME || true
+  # wait (bounded, 60 s) for the node to be usable; it can come up DRAIN/DOWN (e.g. Low RealMemory) -> resume it
+  local ok=0
+  for i in $(seq 300); do
+    ST=$(sinfo -h -n "$HOST" -o %T 2>/dev/null || true)
+    if grep -qE '^(idle|mixed|allocated)[*~#]?$' <<<"$ST"; then ok=1; break; fi
+    if grep -qE 'drain|down' <<<"$ST"; then scontrol update NodeName=$HOST State=RESUME 2>/dev/null || true; fi
+    sleep 0.2
+  done
+  sinfo || true
+  if ((!ok)); then echo "slurm_ci.sh up: node $HOST not idle after 60 s (state: ${ST:-none})" >&2; return 1; fi
 }
 
 stop_pidfile() { local f=$1; [[ -f $f ]] || return 0; local p; p=$(cat "$f"); kill "$p" 2>/dev/null || true
@@ -100,6 +106,11 @@ stop_pidfile() { local f=$1; [[ -f $f ]] || return 0; local p; p=$(cat "$f"); ki
 
 down() {
   scancel --user=root 2>/dev/null || true
+  # wait (bounded, 60 s) until the controller has no jobs left, so no job step outlives the daemons
+  if pgrep -x slurmctld >/dev/null; then
+    for i in $(seq 300); do [[ -z "$(squeue -h 2>/dev/null)" ]] && break; sleep 0.2; done
+    [[ -z "$(squeue -h 2>/dev/null)" ]] || echo "slurm_ci.sh down: jobs still listed after 60 s: $(squeue -h)" >&2
+  fi
   stop_pidfile /run/slurmd.pid
   stop_pidfile /run/slurmctld.pid
   stop_pidfile /run/slurmdbd.pid

@@ -88,6 +88,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("supervise", help="(inside batch scripts) run a command, forward signals, requeue on 75")
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--no-requeue", action="store_true")
+    p.add_argument("--max-restarts", type=int, default=None, metavar="N",
+                   help="do not requeue once SLURM_RESTART_COUNT >= N (exit 75 instead)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- srun ... sciml train ...")
     p.set_defaults(func=supervise_cmd)
 
@@ -132,6 +134,33 @@ def _snapshot_config(config: Path, base: Path) -> Path:
     from sciml.io import atomic_write_text
 
     return atomic_write_text(base / "slurm" / f"config-{config.name}", config.read_text(encoding="utf-8"))
+
+
+def _small_spec(spec):
+    """The job spec of a one-process helper job (sweep summary, shard merge): one task, no GPU, none of the
+    training job's ``extra_sbatch`` (``--gres``, ``--constraint`` ...)."""
+    return type(spec)(**{**spec.__dict__, "ntasks_per_node": 1, "nodes": 1, "gpus_per_node": 0, "mem": "500M",
+                         "time": "00:10:00", "cpus_per_task": 1, "extra_sbatch": [], "dependency": None,
+                         "array_parallelism": None, "signal_seconds": min(spec.signal_seconds, 60)})
+
+
+def _data_output(data_args: list[str]) -> str:
+    """The OUTPUT of ``sciml data convert|generate ...``, found by the real ``sciml data`` parser (options may
+    precede the positionals). Raises ConfigError for arguments that parser rejects."""
+    from sciml.cli import data as data_cli
+    from sciml.errors import ConfigError
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str):  # not SystemExit: a one-line ConfigError
+            raise ConfigError(f"sciml slurm data: bad data arguments: {message}")
+
+    parser = _Parser(prog="sciml", add_help=False)
+    data_cli.add_parser(parser.add_subparsers(dest="command", parser_class=_Parser))
+    ns, extra = parser.parse_known_args(["data", *data_args])
+    bad = [e for e in extra if e.startswith("-") or "=" not in e]
+    if bad:
+        raise ConfigError(f"sciml slurm data: unrecognized data arguments: {' '.join(bad)}")
+    return str(ns.output)
 
 
 # --- commands -----------------------------------------------------------------------------------------------
@@ -201,18 +230,21 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     sweep = {"config": str(args.config.absolute()), "tasks": list(tasks)}
     atomic_write_text(base / SWEEP_FILE, json.dumps(sweep, indent=2) + "\n")
     job_id = sbatch(path)
+    record: dict[str, Any] = {"kind": "sweep", "job_ids": [job_id], "array_job_id": job_id, "tasks": len(tasks),
+                              "submitted_utc": _now()}
+    _write_job(base, record)  # tracked (status/cancel) even if the summary submission fails
     sweep["job_id"] = job_id
     atomic_write_text(base / SWEEP_FILE, json.dumps(sweep, indent=2) + "\n")
-    small = type(spec)(**{**spec.__dict__, "ntasks_per_node": 1, "nodes": 1, "gpus_per_node": 0, "mem": "500M",
-                          "time": "00:10:00", "cpus_per_task": 1})
+    small = _small_spec(spec)
     summary = render_command_job(small, [exe, "slurm", "status", str(base), "--write"], workdir=base,
                                  log=f"{base}/logs/summary-%j.out", dependency=f"afterany:{job_id}",
                                  job_name=f"{spec.job_name}-summary", use_srun=False)
     spath = base / "slurm" / "summary.sbatch"
     spath.write_text(summary, encoding="utf-8")
     summary_id = sbatch(spath)
-    _write_job(base, {"kind": "sweep", "job_ids": [job_id, summary_id], "array_job_id": job_id,
-                      "summary_job_id": summary_id, "tasks": len(tasks), "submitted_utc": _now()})
+    record["job_ids"].append(summary_id)
+    record["summary_job_id"] = summary_id
+    _write_job(base, record)
     print(job_id)
     if args.wait:
         return _status(base, wait=True, timeout=args.timeout)
@@ -220,7 +252,7 @@ def sweep_cmd(args: argparse.Namespace) -> int:
 
 
 def data_cmd(args: argparse.Namespace) -> int:
-    from sciml.cluster.render import render_command_job, render_shard_array
+    from sciml.cluster.render import check_sbatch_path, render_command_job, render_shard_array, sbatch_quote
     from sciml.cluster.slurm import sbatch, sciml_executable
     from sciml.errors import ConfigError
 
@@ -232,6 +264,7 @@ def data_cmd(args: argparse.Namespace) -> int:
         raise ConfigError(f"--shards must be >= 1, got {args.shards}")
     if any(a == "--shard" or a.startswith("--shard=") for a in data_args):
         raise ConfigError("sciml slurm data: do not pass --shard; each array task takes its array index")
+    output = _data_output(data_args)  # validated before anything is submitted
     spec = _spec(args)
     base = args.run_dir.absolute()
     (base / "logs").mkdir(parents=True, exist_ok=True)
@@ -239,19 +272,20 @@ def data_cmd(args: argparse.Namespace) -> int:
     cwd = Path.cwd()
     one = type(spec)(**{**spec.__dict__, "nodes": 1, "ntasks_per_node": 1})
     script = render_shard_array(one, [exe, "data", *data_args], args.shards, workdir=base)
-    script = script.replace(f"#SBATCH --chdir={base}", f"#SBATCH --chdir={cwd}")  # relative paths as typed
+    # run from the submission directory, so relative paths mean what was typed (quoted and checked like --chdir)
+    script = script.replace(f'#SBATCH --chdir={sbatch_quote(str(base))}\n',
+                            f'#SBATCH --chdir={sbatch_quote(check_sbatch_path(cwd, "sbatch --chdir"))}\n', 1)
     path = base / "slurm" / "shards.sbatch"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(script, encoding="utf-8")
     job_id = sbatch(path)
     record: dict[str, Any] = {"kind": "data", "job_ids": [job_id], "array_job_id": job_id, "shards": args.shards,
                               "submitted_utc": _now()}
+    _write_job(base, record)  # tracked (status/cancel) even if the merge submission fails
     if args.merge is not None:
         from sciml.datasets.shards import shard_path
 
-        positional = [a for a in data_args[1:] if not a.startswith("-") and "=" not in a]
-        out = positional[2] if data_args[0] == "convert" else positional[1]
-        parts = [str(shard_path(out, i, args.shards)) for i in range(args.shards)]
+        parts = [str(shard_path(output, i, args.shards)) for i in range(args.shards)]
         merge = render_command_job(one, [exe, "data", "merge", *parts, "-o", str(args.merge)], workdir=cwd,
                                    log=f"{base}/logs/merge-%j.out", dependency=f"afterok:{job_id}",
                                    job_name=f"{spec.job_name}-merge")
@@ -345,4 +379,4 @@ def supervise_cmd(args: argparse.Namespace) -> int:
     cmd = _strip_dashes(list(args.cmd))
     if not cmd:
         raise ConfigError("sciml slurm supervise: give the command after '--'")
-    return supervise(args.run_dir, cmd, requeue_enabled=not args.no_requeue)
+    return supervise(args.run_dir, cmd, requeue_enabled=not args.no_requeue, max_restarts=args.max_restarts)

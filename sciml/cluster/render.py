@@ -16,6 +16,8 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from sciml.errors import ConfigError
+
 from .spec import JobSpec
 
 __all__ = ["sbatch_options", "render_script", "render_train", "render_sweep", "render_shard_array",
@@ -26,11 +28,36 @@ def _q(x: str | os.PathLike) -> str:
     return shlex.quote(os.fspath(x))
 
 
+def check_sbatch_path(path: str | os.PathLike, what: str = "path", *, patterns: bool = False) -> str:
+    """A path fit for a double-quoted ``#SBATCH`` value: no ``"``, no newline and no ``%`` (sbatch would expand it;
+    with ``patterns`` the ``%j``/``%A``/``%a`` placeholders sciml itself writes are allowed).
+
+    Raises:
+        ConfigError: the path holds one of those characters (the message names ``what``).
+    """
+    text = os.fspath(path)
+    probe = text
+    if patterns:
+        for p in ("%j", "%A", "%a"):
+            probe = probe.replace(p, "")
+    for ch, name in (('"', 'a double quote'), ("\n", "a newline"), ("\r", "a carriage return"), ("%", "'%'")):
+        if ch in probe:
+            raise ConfigError(f"{what}: {text!r} holds {name}, which a #SBATCH line cannot carry")
+    return text
+
+
+def sbatch_quote(value: str) -> str:
+    """A ``#SBATCH`` value in double quotes (paths with spaces); check it first with :func:`check_sbatch_path`."""
+    return f'"{value}"'
+
+
 def sbatch_options(spec: JobSpec, *, output: str, chdir: str | os.PathLike, array: str | None = None,
                    signal: bool = True, dependency: str | None = None, job_name: str | None = None) -> list[str]:
     """The ``--option=value`` list of the ``#SBATCH`` header (without the prefix)."""
-    opts = [f"--job-name={job_name or spec.job_name}", f"--output={output}", "--open-mode=append",
-            f"--chdir={os.fspath(chdir)}", f"--time={spec.time}", f"--nodes={spec.nodes}",
+    output = check_sbatch_path(output, "sbatch --output", patterns=True)
+    chdir = check_sbatch_path(chdir, "sbatch --chdir")
+    opts = [f"--job-name={job_name or spec.job_name}", f"--output={sbatch_quote(output)}", "--open-mode=append",
+            f"--chdir={sbatch_quote(chdir)}", f"--time={spec.time}", f"--nodes={spec.nodes}",
             f"--ntasks-per-node={spec.ntasks_per_node}", f"--cpus-per-task={spec.cpus_per_task}"]
     if spec.mem is not None:
         opts.append(f"--mem={spec.mem}")
@@ -44,6 +71,8 @@ def sbatch_options(spec: JobSpec, *, output: str, chdir: str | os.PathLike, arra
     dep = dependency or spec.dependency
     if dep:
         opts.append(f"--dependency={dep}")
+        if dependency:  # sciml's own dependent jobs (merge, summary): never wait forever on a failed dependency
+            opts.append("--kill-on-invalid-dep=yes")
     if signal:
         if spec.requeue:
             opts.append("--requeue")
@@ -84,7 +113,7 @@ def _train_line(sciml_exe: str, spec: JobSpec, config: str | os.PathLike, overri
     """``exec sciml slurm supervise --run-dir D -- srun … sciml train CONFIG overrides --run-dir D``."""
     srun = " ".join(srun_prefix(spec))
     ovr = "".join(f" {_q(o)}" for o in overrides)
-    requeue = "" if spec.requeue else " --no-requeue"
+    requeue = f" --max-restarts {spec.max_restarts}" if spec.requeue else " --no-requeue"
     return (f'exec "$SCIML" slurm supervise --run-dir "{run_dir}"{requeue} -- \\\n'
             f'    {srun} "$SCIML" train {_q(Path(config).absolute())}{ovr} --run-dir "{run_dir}"')
 
@@ -108,7 +137,8 @@ def render_sweep(spec: JobSpec, config: str | os.PathLike, tasks: Sequence[tuple
         ovr = " ".join(_q(o) for o in overrides)
         body.append(f"  {i}) RUN_DIR={_q(Path(run_dir).absolute())}; OVERRIDES=({ovr}) ;;")
     body += ['  *) echo "no sweep task ${SLURM_ARRAY_TASK_ID}" >&2; exit 2 ;;', "esac",
-             f'exec "$SCIML" slurm supervise --run-dir "$RUN_DIR"{"" if spec.requeue else " --no-requeue"} -- \\',
+             f'exec "$SCIML" slurm supervise --run-dir "$RUN_DIR"'
+             f'{f" --max-restarts {spec.max_restarts}" if spec.requeue else " --no-requeue"} -- \\',
              f'    {" ".join(srun_prefix(spec))} "$SCIML" train {_q(Path(config).absolute())} "${{OVERRIDES[@]}}" '
              '--run-dir "$RUN_DIR"']
     return render_script(spec, body, output=f"{base_dir}/logs/slurm-%A_%a.out", chdir=base_dir,

@@ -18,11 +18,18 @@ from pathlib import Path
 from sciml.errors import SciMLError
 
 __all__ = ["SlurmError", "in_slurm_job", "job_ids", "requeue_target", "requeue_command", "requeue",
-           "slurm_available", "sbatch", "job_states", "cancel", "sciml_executable", "TERMINAL_STATES"]
+           "slurm_available", "sbatch", "job_states", "cancel", "sciml_executable", "TERMINAL_STATES",
+           "DEPENDENCY_NEVER_SATISFIED", "parse_show_job"]
+
+#: Pseudo state of a pending job whose dependency can never be satisfied (``Reason=DependencyNeverSatisfied``):
+#: it would wait forever, so status treats it as finished (sciml's dependent jobs also carry
+#: ``--kill-on-invalid-dep=yes``, so Slurm cancels them).
+DEPENDENCY_NEVER_SATISFIED = "DEPENDENCY_NEVER_SATISFIED"
 
 #: Job states after which a job runs no more (unless requeued by hand).
 TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-                             "PREEMPTED", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED"})
+                             "PREEMPTED", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED",
+                             DEPENDENCY_NEVER_SATISFIED})
 
 
 class SlurmError(SciMLError):
@@ -126,6 +133,25 @@ def sbatch(script: str | os.PathLike, *args: str) -> str:
 _SHOW_STATE = re.compile(r"\bJobState=(\S+)")
 _SHOW_ID = re.compile(r"\bJobId=(\d+)")
 _SHOW_ARRAY = re.compile(r"\bArrayJobId=(\d+) ArrayTaskId=(\S+)")
+_SHOW_REASON = re.compile(r"\bReason=(\S+)")
+
+
+def parse_show_job(text: str) -> dict[str, str]:
+    """States from ``scontrol -o show job`` output (one job per line); a pending job whose reason is
+    ``DependencyNeverSatisfied`` maps to :data:`DEPENDENCY_NEVER_SATISFIED` (terminal)."""
+    states: dict[str, str] = {}
+    for line in text.splitlines():
+        m_state, m_id = _SHOW_STATE.search(line), _SHOW_ID.search(line)
+        if not m_state or not m_id:
+            continue
+        m_arr = _SHOW_ARRAY.search(line)
+        key = f"{m_arr.group(1)}_{m_arr.group(2)}" if m_arr else m_id.group(1)
+        state = m_state.group(1)
+        m_reason = _SHOW_REASON.search(line)
+        if state == "PENDING" and m_reason and m_reason.group(1) == "DependencyNeverSatisfied":
+            state = DEPENDENCY_NEVER_SATISFIED
+        states[key] = state
+    return states
 
 
 def job_states(job_id: str) -> dict[str, str]:
@@ -135,17 +161,9 @@ def job_states(job_id: str) -> dict[str, str]:
     An id the controller no longer knows maps to nothing (the caller falls back to the run directory).
     """
     proc = _run(["scontrol", "-o", "show", "job", str(job_id)], check=False)
-    states: dict[str, str] = {}
     if proc.returncode != 0:
-        return states
-    for line in proc.stdout.splitlines():
-        m_state, m_id = _SHOW_STATE.search(line), _SHOW_ID.search(line)
-        if not m_state or not m_id:
-            continue
-        m_arr = _SHOW_ARRAY.search(line)
-        key = f"{m_arr.group(1)}_{m_arr.group(2)}" if m_arr else m_id.group(1)
-        states[key] = m_state.group(1)
-    return states
+        return {}
+    return parse_show_job(proc.stdout)
 
 
 def cancel(job_ids_: Sequence[str], *, signal: str | None = None, batch: bool = False) -> None:

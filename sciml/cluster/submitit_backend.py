@@ -15,26 +15,22 @@ from pathlib import Path
 from sciml.errors import SciMLError
 
 from .slurm import sciml_executable
-from .spec import JobSpec
+from .spec import JobSpec, parse_time
 
 __all__ = ["submit_train", "executor_parameters"]
 
 
-def _minutes(time: str) -> int:
-    days, _, rest = time.rpartition("-")
-    parts = [int(p) for p in rest.split(":")]
-    if len(parts) == 1:
-        minutes = parts[0]
-    elif len(parts) == 2:
-        minutes = parts[0] + (parts[1] > 0)
-    else:
-        minutes = parts[0] * 60 + parts[1] + (parts[2] > 0)
-    return minutes + (int(days) * 1440 if days else 0)
+def _minutes(time: str) -> int | None:
+    """Whole minutes (rounded up) of a Slurm time, via the one parser :func:`sciml.cluster.spec.parse_time`;
+    ``None`` for ``UNLIMITED`` (then passed to sbatch as ``--time=UNLIMITED``)."""
+    seconds = parse_time(time)
+    return None if seconds is None else -(-seconds // 60)
 
 
 def executor_parameters(spec: JobSpec) -> dict:
     """``AutoExecutor.update_parameters`` keywords for a :class:`JobSpec`."""
-    params = {"name": spec.job_name, "timeout_min": _minutes(spec.time), "nodes": spec.nodes,
+    minutes = _minutes(spec.time)
+    params = {"name": spec.job_name, "nodes": spec.nodes,
               "tasks_per_node": spec.ntasks_per_node, "cpus_per_task": spec.cpus_per_task,
               "slurm_signal_delay_s": spec.signal_seconds}
     if spec.gpus_per_node:
@@ -43,7 +39,11 @@ def executor_parameters(spec: JobSpec) -> dict:
         params["slurm_partition"] = spec.partition
     if spec.mem:
         params["slurm_mem"] = spec.mem
-    extra = {}
+    extra: dict = {}
+    if minutes is None:
+        extra["time"] = "UNLIMITED"
+    else:
+        params["timeout_min"] = minutes
     for key in ("account", "qos", "dependency"):
         if getattr(spec, key):
             extra[key] = getattr(spec, key)

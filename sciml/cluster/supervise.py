@@ -61,27 +61,40 @@ def should_requeue(returncode: int, signals: Sequence[str], *, enabled: bool = T
 
 
 def supervise(run_dir: str | os.PathLike, command: Sequence[str], *, requeue_enabled: bool = True,
-              env: Mapping[str, str] | None = None, runner=subprocess.run) -> int:
+              env: Mapping[str, str] | None = None, runner=subprocess.run, max_restarts: int | None = None) -> int:
     """Run ``command``, forward SIGUSR1/SIGTERM to it, requeue after a checkpointed stop. Returns the exit status
-    for the batch script (0 after a successful requeue: the job is pending again)."""
+    for the batch script (0 after a successful requeue: the job is pending again).
+
+    A signal that arrives while the child is being started (between the fork and the moment its handle is known)
+    is recorded and sent to the child right after ``Popen`` returns, never dropped. With ``max_restarts``, no
+    requeue happens once ``SLURM_RESTART_COUNT >= max_restarts`` (event ``requeue_refused``; exit 75)."""
     run_dir = Path(run_dir)
     if not command:
         raise ValueError("supervise: no command given")
     record_event(run_dir, "start", command=list(command))
     received: list[str] = []
+    unsent: list[int] = []  # signals that came before the child's handle was known
     child: subprocess.Popen | None = None
 
-    def forward(signum: int, frame: Any) -> None:  # flag + forward only: no I/O, no Slurm calls here
-        received.append(signal.Signals(signum).name)
+    def send(signum: int) -> None:
         if child is not None and child.poll() is None:
             try:
                 os.kill(child.pid, signum)
             except ProcessLookupError:
                 pass
 
+    def forward(signum: int, frame: Any) -> None:  # flag + forward only: no I/O, no Slurm calls here
+        received.append(signal.Signals(signum).name)
+        if child is None:
+            unsent.append(signum)
+        else:
+            send(signum)
+
     previous = {s: signal.signal(s, forward) for s in (signal.SIGUSR1, signal.SIGTERM)}
     try:
         child = subprocess.Popen(list(command))
+        while unsent:  # arrived during the fork/exec (handler saw child=None): deliver now
+            send(unsent.pop(0))
         while True:
             try:
                 rc = child.wait()
@@ -94,6 +107,12 @@ def supervise(run_dir: str | os.PathLike, command: Sequence[str], *, requeue_ena
     rc = rc if rc >= 0 else 128 - rc  # killed by a signal: shell convention
     record_event(run_dir, "exit", returncode=rc, signals=received)
     if should_requeue(rc, received, enabled=requeue_enabled):
+        restarts = int(job_ids(env).get("restart_count", 0) or 0)
+        if max_restarts is not None and restarts >= max_restarts:
+            record_event(run_dir, "requeue_refused", restart_count=restarts, max_restarts=max_restarts)
+            print(f"sciml slurm supervise: trainer checkpointed and stopped (status 75); not requeued: restart "
+                  f"{restarts} reached slurm.max_restarts={max_restarts}", file=sys.stderr, flush=True)
+            return EXIT_PREEMPTED
         # `scontrol requeue` makes Slurm SIGTERM the batch shell (us): finish recording first.
         term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:

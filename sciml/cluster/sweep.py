@@ -50,18 +50,26 @@ def expand_sweep(args: Sequence[str]) -> list[list[str]]:
     """``["a=1,2", "b=x,y", "c=3"]`` → the 4 override lists of the cartesian product (first key slowest).
 
     Raises:
-        ConfigError: an argument without ``=``, an empty value, or a value that is not valid YAML.
+        ConfigError: an argument without ``=``, an empty value, a value that is not valid YAML, a key given twice
+            or a value repeated within one list.
     """
     from sciml.config.overrides import parse_override
 
     axes: list[list[str]] = []
+    seen: set[str] = set()
     for arg in args:
         key, sep, raw = arg.partition("=")
         if not sep or key.startswith("~"):
             raise ConfigError(f"sweep argument {arg!r}: expected key=value or key=a,b,c")
+        if key.strip() in seen:
+            raise ConfigError(f"sweep argument {arg!r}: key {key.strip()!r} is swept twice")
+        seen.add(key.strip())
         values = split_values(raw)
         if any(v == "" for v in values):
             raise ConfigError(f"sweep argument {arg!r}: empty value in the list")
+        dup = sorted({v for v in values if values.count(v) > 1})
+        if dup:
+            raise ConfigError(f"sweep argument {arg!r}: repeated value(s) {', '.join(dup)}")
         axis = [f"{key.strip()}={v}" for v in values]
         for ov in axis:
             parse_override(ov)  # malformed key / bad YAML: one-line error now
@@ -81,6 +89,11 @@ def plan_sweep(config: str | os.PathLike, args: Sequence[str], base_dir: str | o
     from sciml.config.overrides import parse_override
 
     base_dir = Path(base_dir).absolute()
+    swept_keys = {a.partition("=")[0].strip() for a in args}
+    for f in fixed:
+        key = f.partition("=")[0].strip().lstrip("~")
+        if key in swept_keys:
+            raise ConfigError(f"sweep: {key!r} is both fixed ({f!r}) and swept")
     tasks = []
     for i, combo in enumerate(expand_sweep(args)):
         try:

@@ -118,12 +118,9 @@ def _start_history(path: pathlib.Path, info: dict[str, Any]) -> dict[str, Any]:
             previous = old["starts"]
     except (OSError, ValueError):
         pass
-    entry = {"time_utc": info["time_utc"], "hostname": info["hostname"]}
-    slurm = info.get("slurm") or {}
-    for key, var in (("job_id", "SLURM_JOB_ID"), ("array_job_id", "SLURM_ARRAY_JOB_ID"),
-                     ("array_task_id", "SLURM_ARRAY_TASK_ID"), ("slurm_restart_count", "SLURM_RESTART_COUNT")):
-        if var in slurm:
-            entry[key] = slurm[var]
+    from sciml.cluster.slurm import job_ids  # the one place that knows which Slurm ids matter
+
+    entry = {"time_utc": info["time_utc"], "hostname": info["hostname"], **job_ids(info.get("slurm") or {})}
     starts = [*previous, entry]
     return {"starts": starts, "restart_count": len(starts) - 1}
 

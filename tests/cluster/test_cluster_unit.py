@@ -23,7 +23,7 @@ def sbatch_header(script: str) -> dict[str, str]:
     for line in script.splitlines():
         if line.startswith("#SBATCH "):
             key, _, value = line[len("#SBATCH "):].partition("=")
-            out[key] = value
+            out[key] = value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
     return out
 
 
@@ -295,9 +295,243 @@ def test_run_info_appends_starts(tmp_path, monkeypatch):
     info = write_run_info(tmp_path, cfg, argv=["sciml"])
     on_disk = json.loads((tmp_path / "run_info.json").read_text())
     assert on_disk["restart_count"] == info["restart_count"] == 1
-    assert [(s["job_id"], s["slurm_restart_count"]) for s in on_disk["starts"]] == [("31", "0"), ("31", "1")]
+    assert [(s["job_id"], s["restart_count"]) for s in on_disk["starts"]] == [("31", 0), ("31", 1)]
+
+
+def test_run_info_starts_use_cluster_job_ids(tmp_path, monkeypatch):
+    from sciml.config import load_config, write_run_info
+
+    env = {"SLURM_JOB_ID": "12", "SLURM_ARRAY_JOB_ID": "10", "SLURM_ARRAY_TASK_ID": "2", "SLURM_RESTART_COUNT": "4"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    info = write_run_info(tmp_path, load_config(CONFIG), argv=["sciml"])
+    start = info["starts"][-1]
+    assert {k: v for k, v in start.items() if k not in ("time_utc", "hostname")} == slurm.job_ids(env)
 
 
 def test_sciml_executable_is_absolute_console_script():
     exe = Path(slurm.sciml_executable())
     assert exe.is_absolute() and exe.name == "sciml" and os.access(exe, os.X_OK)
+
+
+# --- review fixes ------------------------------------------------------------------------------------------------
+def parse_time(text):
+    from sciml.cluster.spec import parse_time as parse
+
+    return parse(text)
+
+
+@pytest.mark.parametrize("text, seconds", [("30", 1800), ("30:15", 1815), ("01:02:03", 3723), ("2-03", 183600),
+                                           ("2-03:04", 183840), ("2-03:04:05", 183845), ("UNLIMITED", None),
+                                           ("infinite", None)])
+def test_parse_time_slurm_forms(text, seconds):
+    assert parse_time(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["soon", "1-", "-5", "1:2:3:4", "1-2:3:4:5", ""])
+def test_parse_time_rejects(bad):
+    with pytest.raises(ConfigError, match=r"slurm\.time"):
+        parse_time(bad)
+
+
+@pytest.mark.parametrize("kw", [{"signal_seconds": 0}, {"signal_seconds": 65536, "time": "UNLIMITED"},
+                                {"signal_seconds": 300, "time": "00:05:00"},
+                                {"signal_seconds": 241, "time": "5"}])
+def test_signal_seconds_must_fit_time_limit(kw):
+    with pytest.raises(ConfigError, match=r"slurm\.signal_seconds"):
+        JobSpec(**kw)
+
+
+def test_signal_seconds_ok_and_max_restarts_default():
+    assert JobSpec(signal_seconds=239, time="5").max_restarts == 20
+    JobSpec(signal_seconds=65535, time="UNLIMITED")
+    JobSpec(signal_seconds=300, time="1-00")
+
+
+def test_submitit_minutes_uses_the_one_parser():
+    from sciml.cluster.submitit_backend import _minutes
+
+    assert _minutes("2-03") == (2 * 24 + 3) * 60 and _minutes("2-03:04") == (2 * 24 + 3) * 60 + 4
+    assert _minutes("01:00:01") == 61 and _minutes("45") == 45 and _minutes("UNLIMITED") is None
+
+
+CHILD_SHORT = """
+import signal, sys, time, pathlib
+signal.signal(signal.SIGUSR1, lambda s, f: sys.exit(75))
+pathlib.Path(sys.argv[1]).write_text("ready")
+time.sleep(8)
+sys.exit(3)
+"""
+
+
+def test_supervisor_resends_signal_that_arrived_during_popen(tmp_path, monkeypatch):
+    """A USR1 between fork and `child = Popen(...)` (handler sees child=None) must still reach the child."""
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    real_popen = subprocess.Popen
+    ready = tmp_path / "ready"
+
+    def popen(*a, **kw):
+        proc = real_popen(*a, **kw)
+        for _ in range(200):  # child's own handler is in place; now signal "the batch shell" before returning
+            if ready.exists():
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), 10)
+        return proc
+
+    monkeypatch.setattr(supervise.subprocess, "Popen", popen)
+    calls = []
+    rc = supervise.supervise(tmp_path, [sys.executable, "-c", CHILD_SHORT, str(ready)],
+                             runner=lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""))
+    events = supervise.read_events(tmp_path)
+    assert events[1]["returncode"] == 75 and events[1]["signals"] == ["SIGUSR1"], events
+    assert rc == 0 and calls == [["scontrol", "requeue", "7"]]
+
+
+def test_supervisor_refuses_requeue_after_max_restarts(tmp_path):
+    calls = []
+    env = {"SLURM_JOB_ID": "9", "SLURM_RESTART_COUNT": "3"}
+    run = lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", "")  # noqa: E731
+    rc = supervise.supervise(tmp_path, [sys.executable, "-c", "import sys; sys.exit(75)"], env=env, runner=run,
+                             max_restarts=3)
+    assert rc == 75 and calls == []
+    assert supervise.read_events(tmp_path)[-1]["event"] == "requeue_refused"
+    env["SLURM_RESTART_COUNT"] = "2"
+    assert supervise.supervise(tmp_path, [sys.executable, "-c", "import sys; sys.exit(75)"], env=env, runner=run,
+                               max_restarts=3) == 0 and calls == [["scontrol", "requeue", "9"]]
+
+
+def test_rendered_train_passes_max_restarts(tmp_path):
+    script = render.render_train(JobSpec(max_restarts=5), CONFIG, [], tmp_path / "r", "/venv/bin/sciml")
+    assert "slurm supervise --run-dir \"$RUN_DIR\" --max-restarts 5 --" in script
+    assert main(["slurm", "supervise", "--run-dir", str(tmp_path), "--max-restarts", "0", "--",
+                 sys.executable, "-c", "import sys; sys.exit(75)"]) == 75
+
+
+def test_train_exits_75_on_signal_during_startup(tmp_path, monkeypatch, capsys):
+    """USR1 during start-up (before fit) is recorded by the early handler: no crash, status 75, no training."""
+    import signal as _signal
+
+    import sciml.config as config_mod
+
+    real = config_mod.load_config
+
+    def load_and_get_signal(*a, **kw):
+        os.kill(os.getpid(), _signal.SIGUSR1)  # would kill the process without the early handler
+        return real(*a, **kw)
+
+    monkeypatch.setattr(config_mod, "load_config", load_and_get_signal)
+    before = _signal.getsignal(_signal.SIGUSR1)
+    rc = main(["train", str(CONFIG), "trainer.max_epochs=2", "--run-dir", str(tmp_path / "run")])
+    assert rc == 75 and "before training began" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "summary.json").exists()
+    assert _signal.getsignal(_signal.SIGUSR1) is before  # handlers restored
+
+
+def test_parse_show_job_dependency_never_satisfied_is_terminal():
+    text = ("JobId=5 JobName=x JobState=PENDING Reason=DependencyNeverSatisfied Dependency=afterok:4(failed)\n"
+            "JobId=7 ArrayJobId=6 ArrayTaskId=1 JobState=PENDING Reason=Dependency\n")
+    states = slurm.parse_show_job(text)
+    assert states == {"5": slurm.DEPENDENCY_NEVER_SATISFIED, "6_1": "PENDING"}
+    assert states["5"] in slurm.TERMINAL_STATES and "PENDING" not in slurm.TERMINAL_STATES
+
+
+def test_dependent_jobs_kill_on_invalid_dep(tmp_path):
+    script = render.render_command_job(JobSpec(), ["/x/sciml", "data", "merge"], workdir=tmp_path, log="l-%j.out",
+                                       dependency="afterok:3")
+    head = sbatch_header(script)
+    assert head["--dependency"] == "afterok:3" and head["--kill-on-invalid-dep"] == "yes"
+    assert "--kill-on-invalid-dep" not in sbatch_header(render.render_train(JobSpec(dependency="afterok:1"), CONFIG,
+                                                                           [], tmp_path, "/x/sciml"))
+
+
+def test_paths_with_spaces_are_quoted_and_bad_paths_rejected(tmp_path):
+    run = tmp_path / "my run"
+    script = render.render_train(JobSpec(), CONFIG, [], run, "/venv/bin/sciml")
+    assert f'#SBATCH --chdir="{run}"' in script and f'#SBATCH --output="{run}/slurm-%j.out"' in script
+    for bad in ('a"b', "a\nb", "a%xb"):
+        with pytest.raises(ConfigError, match="sbatch --"):
+            render.render_train(JobSpec(), CONFIG, [], tmp_path / bad, "/venv/bin/sciml")
+
+
+@pytest.mark.parametrize("kw, key", [({"partition": "gpu\n#SBATCH --x"}, "slurm.partition"),
+                                     ({"account": "a b"}, "slurm.account"), ({"qos": "q;rm"}, "slurm.qos"),
+                                     ({"env": {"A B": "1"}}, "slurm.env.A B"), ({"env": {"1X": "1"}}, "slurm.env.1X")])
+def test_names_and_env_keys_validated(kw, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        JobSpec(**kw)
+
+
+def test_env_values_are_shell_quoted(tmp_path):
+    script = render.render_train(JobSpec(env={"X": "a b; rm -rf /", "Y": "$(id)"}), CONFIG, [], tmp_path, "/s")
+    assert "export X='a b; rm -rf /'" in script and "export Y='$(id)'" in script
+
+
+def _fake_slurm(monkeypatch, fail_second=False):
+    """sbatch that hands out ids 100, 101, ... (and fails on the 2nd call with fail_second)."""
+    from sciml.cli import slurm as cli_slurm
+    from sciml.cluster import slurm as cluster_slurm
+
+    submitted = []
+
+    def fake_sbatch(path, *args):
+        if fail_second and submitted:
+            raise slurm.SlurmError("sbatch failed (rc=1): boom")
+        submitted.append((str(path), Path(path).read_text()))
+        return str(100 + len(submitted) - 1)
+
+    monkeypatch.setattr(cluster_slurm, "sbatch", fake_sbatch)
+    monkeypatch.setattr(cluster_slurm, "sciml_executable", lambda: "/venv/bin/sciml")
+    return submitted, cli_slurm
+
+
+def test_data_merge_output_found_with_options_first(tmp_path, monkeypatch, capsys):
+    submitted, _ = _fake_slurm(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    rc = main(["slurm", "data", "--shards", "2", "--merge", "m.h5", "--run-dir", str(tmp_path / "job"), "--",
+               "generate", "--workers", "2", "darcy", "out/darcy", "num_train=4"])
+    assert rc == 0, capsys.readouterr().err
+    merge = submitted[1][1]
+    assert "out/darcy/part-00000-of-00002.h5" in merge and "out/darcy/part-00001-of-00002.h5" in merge
+    assert f'#SBATCH --chdir="{tmp_path}"' in submitted[0][1]
+
+
+def test_data_bad_args_rejected_before_submission(tmp_path, monkeypatch, capsys):
+    submitted, _ = _fake_slurm(monkeypatch)
+    rc = main(["slurm", "data", "--shards", "2", "--merge", "m.h5", "--run-dir", str(tmp_path / "job"), "--",
+               "convert", "pdebench", "in.h5"])
+    assert rc == 2 and submitted == [] and "bad data arguments" in capsys.readouterr().err
+
+
+def test_failed_second_sbatch_leaves_job_tracked(tmp_path, monkeypatch, capsys):
+    _fake_slurm(monkeypatch, fail_second=True)
+    rc = main(["slurm", "data", "--shards", "2", "--merge", "m.h5", "--run-dir", str(tmp_path / "d"), "--",
+               "generate", "darcy", "out", "num_train=4"])
+    assert rc == 2 and json.loads((tmp_path / "d" / "slurm" / "job.json").read_text())["job_ids"] == ["100"]
+    _fake_slurm(monkeypatch, fail_second=True)
+    rc = main(["slurm", "sweep", str(CONFIG), "model.hidden_channels=4,8", "--run-dir", str(tmp_path / "s")])
+    assert rc == 2 and json.loads((tmp_path / "s" / "slurm" / "job.json").read_text())["job_ids"] == ["100"]
+
+
+def test_sweep_summary_job_drops_gpus_and_extra_sbatch(tmp_path, monkeypatch, capsys):
+    submitted, _ = _fake_slurm(monkeypatch)
+    rc = main(["slurm", "sweep", str(CONFIG), "model.hidden_channels=4,8", "--run-dir", str(tmp_path / "s"),
+               "--job", "gpus_per_node=2", "--job", "extra_sbatch=[--gres=gpu:2,--constraint=a100]"])
+    assert rc == 0, capsys.readouterr().err
+    array, summary = (sbatch_header(t) for _, t in submitted)
+    assert array["--gpus-per-node"] == "2" and "--constraint" in array
+    assert "--gpus-per-node" not in summary and "--gres" not in summary and "--constraint" not in summary
+    assert summary["--kill-on-invalid-dep"] == "yes"
+    record = json.loads((tmp_path / "s" / "slurm" / "job.json").read_text())
+    assert record["job_ids"] == ["100", "101"] and record["summary_job_id"] == "101"
+
+
+@pytest.mark.parametrize("args, needle", [(["a=1,2", " a=3,4"], "swept twice"), (["a=1,2,1"], "repeated value")])
+def test_expand_sweep_rejects_duplicates(args, needle):
+    with pytest.raises(ConfigError, match=needle):
+        sweep.expand_sweep(args)
+
+
+def test_plan_sweep_fixed_and_swept_key(tmp_path):
+    with pytest.raises(ConfigError, match="both fixed"):
+        sweep.plan_sweep(CONFIG, ["model.hidden_channels=4,8"], tmp_path, fixed=["model.hidden_channels=16"])

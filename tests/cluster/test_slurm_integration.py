@@ -1,6 +1,8 @@
 """End to end against a running Slurm (CI: `.ci/run` starts one with scripts/slurm_ci.sh). Skipped where `sinfo`
 does not answer. Every job is cancelled in the fixture's finalizer; every wait is bounded."""
+import getpass
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,16 +21,20 @@ pytestmark = [pytest.mark.slurm, pytest.mark.skipif(not _OK, reason=f"no Slurm h
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "gcn_community.yaml"
 CLUSTER = ROOT / "configs" / "slurm_local.yaml"
-JOB = ["--cluster", str(CLUSTER), "--job", "time=00:05:00", "--job", "mem=1G"]
+NAME = f"sciml-it{os.getpid()}"  # this session's job name: teardown also cancels by name, whatever ids were seen
+JOB = ["--cluster", str(CLUSTER), "--job", "time=00:05:00", "--job", "mem=1G", "--job", f"job_name={NAME}"]
 
 
 @pytest.fixture
 def jobs():
-    """Job ids to scancel at teardown (whatever state they are in)."""
+    """Job ids to scancel at teardown (whatever state they are in); jobs named NAME (and its -summary/-merge
+    helpers) are cancelled too, so a CLI that fails after submitting leaves nothing behind."""
     ids: list[str] = []
     yield ids
     if ids:
         subprocess.run(["scancel", *ids], capture_output=True, timeout=30)
+    for name in (NAME, f"{NAME}-summary", f"{NAME}-merge"):
+        subprocess.run(["scancel", f"--user={getpass.getuser()}", f"--name={name}"], capture_output=True, timeout=30)
 
 
 def wait_done(job_id: str, timeout: float) -> dict[str, str]:
@@ -130,12 +136,13 @@ def test_preempted_job_requeues_and_matches_uninterrupted_run(tmp_path, capsys, 
     pending_since = None
     while sum('"start"' in l for l in events_file.read_text().splitlines()) < 2:
         assert time.monotonic() < deadline, f"job {job} did not restart: {log_of(run)}"
-        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True).stdout
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True,
+                             timeout=30).stdout
         if "PENDING BeginTime" in out:  # Slurm's ~120 s requeue delay (infra.md): start it now, but not within
             # the second of the requeue (slurmd refuses a credential as old as the revocation: "credential revoked")
             pending_since = pending_since or time.monotonic()
             if time.monotonic() - pending_since > 2.5:
-                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True, timeout=30)
                 pending_since = None
         time.sleep(0.3)
     states = wait_done(job, 180)
@@ -178,7 +185,7 @@ def test_srun_two_task_ddp_ranks_agree(tmp_path, jobs):
     run = tmp_path / "ddp"
     run.mkdir()
     (tmp_path / "ddp_check.py").write_text(DDP_SCRIPT)
-    spec = JobSpec(time="00:05:00", mem="2G", ntasks_per_node=2, cpus_per_task=1)
+    spec = JobSpec(time="00:05:00", mem="2G", ntasks_per_node=2, cpus_per_task=1, signal_seconds=120)
     from sciml.cluster.render import srun_prefix
 
     body = [" ".join(srun_prefix(spec)) + f" {sys.executable} {tmp_path / 'ddp_check.py'} {CONFIG} {run} "
