@@ -413,6 +413,7 @@ def test_train_exits_75_on_signal_during_startup(tmp_path, monkeypatch, capsys):
     import signal as _signal
 
     import sciml.config as config_mod
+    import sciml.experiment  # noqa: F401  bind its `load_config` to the real function before the patch below
 
     real = config_mod.load_config
 
