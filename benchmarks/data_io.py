@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "settings": {"batch_size": BATCH, "torch_threads_main": torch.get_num_threads(), "reps": args.reps,
                      "budget_s": args.budget, "shuffle": True,
                      "workers": "persistent, started in an untimed warm-up epoch",
-                     "data": str(data), "unit": "samples/s over whole epochs (median of interleaved rounds)"},
+                     "data": os.path.relpath(data, HERE.parent), "unit": "samples/s over whole epochs (median of interleaved rounds)"},
         "readers": [], "generators": [], "skipped": [],
     }
     log(json.dumps(result["machine"]))

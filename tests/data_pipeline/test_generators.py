@@ -3,6 +3,7 @@ reproducibility/sharding contract. Fast by default; finer convergence studies ar
 from __future__ import annotations
 
 import math
+from pathlib import Path
 import os
 
 import numpy as np
@@ -21,7 +22,7 @@ from sciml.errors import ConfigError
 from sciml.testing import requires_cuda, with_package
 
 PI = math.pi
-DATA = os.environ.get("SCIML_SHARED_DATA", "/work/shared/data")
+DATA = os.environ.get("SCIML_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 
 
 @pytest.fixture(autouse=True)
