@@ -90,6 +90,16 @@ def make_spec(*, kind: str, splits: dict[str, Iterable[Any]], source: str, confi
     return DataSpec(kind=kind, splits=splits, source=source, config=config, coords=coords, sizes=sizes)
 
 
+def single_record_spec(read: Callable[[], Any], *, shard: tuple[int, int] | None, split: str, kind: str,
+                       source: str, config: dict[str, Any], coords: dict[str, Any] | None = None) -> Any:
+    """The spec of an input holding exactly one record (one graph, one reference solution): the record belongs to
+    the last shard (the rule of :func:`~sciml.datasets.shards.shard_range` for one item), and ``read()`` is called
+    only when the split is iterated."""
+    count = 1 if in_shard(0, shard, 1) else 0
+    return make_spec(kind=kind, splits={split: LazySplit(lambda: (read() for _ in range(count)), count)},
+                     source=source, config=config, coords=coords, sizes={split: count})
+
+
 def existing(path: str | os.PathLike, what: str = "input") -> Path:
     """``path`` as a :class:`Path`, or a :class:`DataFormatError` when it does not exist."""
     p = Path(path).expanduser()

@@ -15,8 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sciml.datasets.sources._common import (LazySplit, check_shard, config_of, existing, fail, in_shard,
-                                            make_spec, one_line)
+from sciml.datasets.sources._common import (check_shard, config_of, existing, fail, one_line, single_record_spec)
 from sciml.datasets.sources.npz_arrays import arrays_to_sample
 
 __all__ = ["convert_matlab", "read_mat"]
@@ -105,10 +104,8 @@ def convert_matlab(path: str | os.PathLike, *, fields: list[str] = [], time_key:
         raise fail(p, "expected a .mat file, found a directory")
     sample, coords = arrays_to_sample(read_mat(p), str(p), fields=fields, time_key=time_key,
                                       space_keys=space_keys, layout=layout, drop_nan=drop_nan)
-    count = 1 if in_shard(0, shard, 1) else 0
-    return make_spec(kind="fields", splits={split: LazySplit(lambda: iter([sample][:count]), count)},
-                     source=f"matlab:{p}", coords=coords or None,
-                     config=config_of(converter="matlab", path=path, fields=list(fields), time_key=time_key,
-                                      space_keys=list(space_keys), layout=layout, drop_nan=drop_nan,
-                                      split=split),
-                     sizes={split: count})
+    return single_record_spec(lambda: sample, shard=shard, split=split, kind="fields", source=f"matlab:{p}",
+                              coords=coords or None,
+                              config=config_of(converter="matlab", path=path, fields=list(fields),
+                                               time_key=time_key, space_keys=list(space_keys), layout=layout,
+                                               drop_nan=drop_nan, split=split))

@@ -27,8 +27,8 @@ from typing import Any, Literal
 import numpy as np
 
 from sciml.datasets.records import FieldSample
-from sciml.datasets.sources._common import (DataFormatError, LazySplit, check_shard, config_of, existing, fail,
-                                            in_shard, make_spec, one_line)
+from sciml.datasets.sources._common import (DataFormatError, check_shard, config_of, existing, fail, one_line,
+                                            single_record_spec)
 
 __all__ = ["convert_npz_fields", "arrays_to_sample", "TIME_KEYS", "SPACE_KEYS"]
 
@@ -201,10 +201,8 @@ def convert_npz_fields(path: str | os.PathLike, *, fields: list[str] = [], time_
     arrays = _read_npz(p)
     sample, coords = arrays_to_sample(arrays, str(p), fields=fields, time_key=time_key, space_keys=space_keys,
                                       layout=layout, drop_nan=drop_nan)
-    count = 1 if in_shard(0, shard, 1) else 0
-    return make_spec(kind="fields", splits={split: LazySplit(lambda: iter([sample][:count]), count)},
-                     source=f"npz_fields:{p}", coords=coords or None,
-                     config=config_of(converter="npz_fields", path=path, fields=list(fields), time_key=time_key,
-                                      space_keys=list(space_keys), layout=layout, drop_nan=drop_nan,
-                                      split=split),
-                     sizes={split: count})
+    return single_record_spec(lambda: sample, shard=shard, split=split, kind="fields",
+                              source=f"npz_fields:{p}", coords=coords or None,
+                              config=config_of(converter="npz_fields", path=path, fields=list(fields),
+                                               time_key=time_key, space_keys=list(space_keys), layout=layout,
+                                               drop_nan=drop_nan, split=split))

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sciml.datasets.sources._common import (DataFormatError, LazySplit, check_shard, config_of, existing, fail, in_shard,
-                                            make_spec, one_line)
+from sciml.datasets.sources._common import (DataFormatError, check_shard, config_of, existing, fail, one_line,
+                                            single_record_spec)
 
 __all__ = ["convert_npz_graph", "read_npz_graph"]
 
@@ -144,13 +144,7 @@ def convert_npz_graph(path: str | os.PathLike, *, member: str = "", undirected: 
     p = existing(path)
     if not p.is_file():
         raise fail(p, "expected an .npz or .zip file, found a directory")
-
-    def records():
-        if in_shard(0, shard, 1):
-            yield read_npz_graph(p, member=member, undirected=undirected, binarize=binarize)
-
-    count = 1 if in_shard(0, shard, 1) else 0
-    return make_spec(kind="graphs", splits={split: LazySplit(records, count)}, source=f"npz_graph:{p}",
-                     config=config_of(converter="npz_graph", path=path, member=member, undirected=undirected,
-                                      binarize=binarize, split=split),
-                     sizes={split: count})
+    return single_record_spec(lambda: read_npz_graph(p, member=member, undirected=undirected, binarize=binarize),
+                              shard=shard, split=split, kind="graphs", source=f"npz_graph:{p}",
+                              config=config_of(converter="npz_graph", path=path, member=member,
+                                               undirected=undirected, binarize=binarize, split=split))

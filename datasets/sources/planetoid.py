@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sciml.datasets.sources._common import (LazySplit, check_shard, config_of, existing, fail, in_shard,
-                                            make_spec)
+from sciml.datasets.sources._common import (check_shard, config_of, existing, fail, single_record_spec)
 from sciml.datasets.sources.safe_pickle import is_sparse, safe_load, sparse_to_dense
 
 __all__ = ["convert_planetoid", "read_planetoid", "find_planetoid"]
@@ -204,12 +203,6 @@ def convert_planetoid(path: str | os.PathLike, *, dataset: str = "", split: str 
     for f in files:
         if not f.is_file():
             raise fail(f, "missing (a Planetoid dataset needs ind.<name>.{" + ",".join(PARTS) + "})")
-
-    def records():
-        if in_shard(0, shard, 1):
-            yield read_planetoid(folder, prefix)
-
-    return make_spec(kind="graphs", splits={split: LazySplit(records, 1 if in_shard(0, shard, 1) else 0)},
-                     source=f"planetoid:{folder / ('ind.' + prefix)}",
-                     config=config_of(converter="planetoid", path=path, dataset=prefix, split=split),
-                     sizes={split: 1 if in_shard(0, shard, 1) else 0})
+    return single_record_spec(lambda: read_planetoid(folder, prefix), shard=shard, split=split, kind="graphs",
+                              source=f"planetoid:{folder / ('ind.' + prefix)}",
+                              config=config_of(converter="planetoid", path=path, dataset=prefix, split=split))
