@@ -53,7 +53,15 @@ def fsync_file(path: str | os.PathLike) -> None:
 
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` is running on this host (``True`` for this process)."""
-    return pid == os.getpid() or _pid_alive(pid)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: exists, owned by someone else
+        return True
+    return True
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], Any], *, binary: bool = True) -> pathlib.Path:
@@ -93,20 +101,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
     return atomic_write(path, lambda fh: fh.write(text), binary=False)
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # called when this process writes nothing: a file with our pid is from an earlier process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:  # pragma: no cover
-        return True
-    return True
-
-
 def remove_stale_temp_files(directory: str | os.PathLike, *, older_than: float | None = None) -> list[pathlib.Path]:
     """Delete temporary files of :func:`atomic_write` in ``directory`` left by processes that died mid-write.
 
@@ -124,8 +118,9 @@ def remove_stale_temp_files(directory: str | os.PathLike, *, older_than: float |
             continue
         p = d / name
         try:
-            stale = not _pid_alive(int(m.group("pid"))) or (older_than is not None and p.stat().st_mtime < older_than)
-            if stale:
+            pid = int(m.group("pid"))  # our own pid counts as dead: we write nothing while cleaning up
+            dead = pid == os.getpid() or not pid_alive(pid)
+            if dead or (older_than is not None and p.stat().st_mtime < older_than):
                 p.unlink()
                 removed.append(p)
         except FileNotFoundError:
