@@ -312,7 +312,10 @@ class Trainer:
         self.ema = ExponentialMovingAverage(self.model, ema) if ema is not None else None
 
         self._one = torch.ones(1, device=dev)
-        self._flags = torch.zeros(2, device=dev)  # [non-finite found, preemption signal]: one read per step
+        # [non-finite found, preemption signal]: read once per step; zero between steps (reset after each read
+        # that found something), so the common step pays no reset
+        self._flags = torch.zeros(2, device=dev)
+        self._found = self._flags[:1]
         self._step_losses: list[tuple[str, Tensor, int]] = []
         self._micro = 0
         self._preempt_agreed = False
@@ -563,39 +566,43 @@ class Trainer:
             for i in active:
                 scaler.unscale_(self.optimizers[i])
         check = self.check_finite
-        tensors: list[Tensor] = [loss for _, loss, _ in self._step_losses] if check else []
+        tensors: list[Tensor] = [entry[1] for entry in self._step_losses] if check else []
         clip: dict[int, tuple[list[Tensor], Tensor]] = {}
-        if self.grad_clip is not None or (check and scaler is None):
+        if self.grad_clip is not None:
             for i in active:
                 params = [p for _, p in strategy.named_params[i] if p.grad is not None]
-                if not params:
-                    continue
-                grads = [p.grad for p in params]
-                if self.grad_clip is not None:
-                    norm = _total_norm(grads)  # type: ignore[arg-type]
+                if params:
+                    norm = _total_norm([p.grad for p in params])  # type: ignore[misc]
                     clip[i] = (params, norm)
                     if check and scaler is None:
                         tensors.append(norm)
-                elif check:
-                    tensors.extend(grads)  # type: ignore[arg-type]
-        flags = self._flags
-        if tensors or self.dist.enabled:
-            flags.zero_()
+        elif check and scaler is None:
+            for i in active:
+                tensors.extend([p.grad for _, p in strategy.named_params[i] if p.grad is not None])  # type: ignore
+        found = self._found
         if tensors:  # GradScaler's fused inf/NaN scan (multiplies by exactly 1.0): the cheapest check measured
-            by_dtype: dict[torch.dtype, list[Tensor]] = {}
-            for t in tensors:
-                by_dtype.setdefault(t.dtype, []).append(t)
-            for group in by_dtype.values():  # one call per dtype, as GradScaler does (usually a single one)
-                torch._amp_foreach_non_finite_check_and_unscale_(group, flags[:1], self._one)
+            dtype = tensors[0].dtype
+            if all(t.dtype == dtype for t in tensors):
+                torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, self._one)
+            else:  # one call per dtype, as GradScaler does
+                by_dtype: dict[torch.dtype, list[Tensor]] = {}
+                for t in tensors:
+                    by_dtype.setdefault(t.dtype, []).append(t)
+                for group in by_dtype.values():
+                    torch._amp_foreach_non_finite_check_and_unscale_(group, found, self._one)
         bad = False
         if self.dist.enabled:
+            flags = self._flags
             if self._flag.is_set:
                 flags[1] = 1.0
             torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-            found, preempt = flags.tolist()
-            bad, self._preempt_agreed = found != 0.0, preempt != 0.0
+            bad_flag, preempt = flags.tolist()
+            flags.zero_()
+            bad, self._preempt_agreed = bad_flag != 0.0, preempt != 0.0
         elif tensors:
-            bad = flags[0].item() != 0.0
+            bad = found.item() != 0.0
+            if bad:
+                found.zero_()
         if bad:
             self._raise_nonfinite(active, clip)
         self._step_losses = []
