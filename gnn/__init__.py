@@ -6,7 +6,8 @@ if __name__ != "sciml.gnn":  # imported as a top-level `gnn`: the checkout root 
         "or with `python -P` / PYTHONSAFEPATH=1."
     )
 
-from sciml.gnn.baselines import GCN, MLP  # noqa: E402
+from sciml.gnn.baselines import APPNP, GCN, MLP, SGC  # noqa: E402
+from sciml.gnn.dagnn import DAGNN  # noqa: E402
 from sciml.gnn.tasks import NodeClassification  # noqa: E402
 
-__all__ = ["GCN", "MLP", "NodeClassification"]
+__all__ = ["APPNP", "DAGNN", "GCN", "MLP", "SGC", "NodeClassification"]

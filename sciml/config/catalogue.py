@@ -9,7 +9,11 @@ from sciml.config.registry import DATA, MODELS, TASKS
 
 GRAPH_DIMS = ("in_channels", "out_channels")
 
-MODELS.register_lazy("gcn", "sciml.gnn.baselines:GCN", runtime=GRAPH_DIMS)
 MODELS.register_lazy("mlp", "sciml.gnn.baselines:MLP", runtime=GRAPH_DIMS)
+MODELS.register_lazy("gcn", "sciml.gnn.baselines:GCN", runtime=GRAPH_DIMS)
+MODELS.register_lazy("appnp", "sciml.gnn.baselines:APPNP", runtime=GRAPH_DIMS)
+MODELS.register_lazy("sgc", "sciml.gnn.baselines:SGC", runtime=GRAPH_DIMS)
+MODELS.register_lazy("dagnn", "sciml.gnn.dagnn:DAGNN", runtime=GRAPH_DIMS)
 DATA.register_lazy("community_graph", "sciml.datasets.synthetic:community_graph")
+DATA.register_lazy("node_graph", "sciml.gnn.node_data:node_graph")
 TASKS.register_lazy("node_classification", "sciml.gnn.tasks:NodeClassification")

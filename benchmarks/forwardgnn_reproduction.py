@@ -1,0 +1,180 @@
+"""ForwardGNN (Park et al., ICLR 2024) node classification: forward-learning variants against backprop with the same
+convolutions, in the same runs, on the paper's protocol; per-run results appended to a JSON file (resumable).
+
+Datasets (raw files from ../shared/data, converted by our converters, row-normalised features):
+  amazon_photo  Amazon Photo (the paper's "Amazon" dataset)
+  cora          Planetoid Cora      (the paper used CitationFull-Cora_ML: different nodes and features)
+  citeseer      Planetoid CiteSeer  (the paper used CitationFull-CiteSeer)
+Protocol (official scripts): random 64/16/20 node splits (split i for run i, gnn.forwardgnn_splits), hidden 128,
+Adam lr 1e-3 wd 5e-4, <= 1000 epochs (per layer for the greedy variants), validation every 2 epochs, early stop after
+100 validations without a better validation accuracy, best weights restored. Greedy variants (sf, ff_la, ff_vn) run
+once with the largest depth and report every depth 1..L by prefix evaluation, as the official scripts; bp and the
+top-down variants (sf_top2loss, sf_top2input) run once per depth. Run seed = 100*101 + 3*i (official SeedManager).
+
+Usage:
+  python benchmarks/forwardgnn_reproduction.py [--datasets cora,citeseer,amazon_photo] [--convs gcn,sage,gat]
+      [--variants sf,bp] [--layers 1,2,3,4] [--splits 0,1,2,3,4] [--max-epochs 1000] [--patience 100]
+      [--threads 1] [--quick] [--out benchmarks/results/forwardgnn_reproduction.json]
+  python benchmarks/forwardgnn_reproduction.py --task link [--variants ce,bp,ff,ce_topdown] ...   # ROC-AUC
+  python benchmarks/forwardgnn_reproduction.py --summary [--out ...]     # table of means +- std from the JSON
+Rerunning skips the (dataset, conv, variant, depth-of-run, split) runs already in --out. --quick: 1 split, 2 layers,
+gcn, 200 epochs, patience 20, cora (a smoke test, results in forwardgnn_reproduction_quick.json).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine_info  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "results" / "forwardgnn_reproduction.json"
+GREEDY = ("sf", "ff_la", "ff_vn", "ce", "ff")
+ALL_VARIANTS = {"node": ("sf", "bp", "ff_la", "ff_vn", "sf_top2loss", "sf_top2input"),
+                "link": ("ce", "bp", "ff", "ce_topdown")}
+PAPER_NAMES = {"sf": "SF", "bp": "BP", "ff_la": "FF-LA", "ff_vn": "FF-VN", "sf_top2loss": "SF-Top-To-Loss",
+               "sf_top2input": "SF-Top-To-Input", "ce": "ForwardGNN-CE", "ff": "ForwardGNN-FF",
+               "ce_topdown": "ForwardGNN-CE-Top-To-Input"}
+
+
+def load(path: Path) -> dict[str, Any]:
+    if path.exists():
+        with open(path) as f:
+            return json.load(f)
+    return {"benchmark": "forwardgnn_reproduction", "runs": []}
+
+
+def save(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, path)
+
+
+def run_key(r: dict[str, Any]) -> tuple:
+    return (r.get("task", "node"), r["dataset"], r["conv"], r["variant"], r["run_layers"], r["split"])
+
+
+def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Runs in an order that puts SF and BP of the same (dataset, conv, split) next to each other."""
+    runs = []
+    for dataset in args.datasets:
+        for conv in args.convs:
+            for split in args.splits:
+                for variant in args.variants:
+                    depths = [max(args.layers)] if variant in GREEDY else args.layers
+                    for d in depths:
+                        runs.append({"task": args.task, "dataset": dataset, "conv": conv, "variant": variant,
+                                     "run_layers": d, "split": split})
+    return runs
+
+
+def summary(doc: dict[str, Any]) -> str:
+    cells: dict[tuple, list[float]] = {}
+    for r in doc["runs"]:
+        task = r.get("task", "node")
+        for depth, m in r["depths"].items():
+            value = 100 * (m["test_acc"] if task == "node" else m["test_auc"])
+            cells.setdefault((f"{r['dataset']} ({'acc' if task == 'node' else 'ROC-AUC'})", r["conv"], r["variant"],
+                              int(depth)), []).append(value)
+    lines = ["| dataset (metric, %) | conv | method | " + " | ".join(f"L={d}" for d in range(1, 5)) + " |",
+             "|---|---|---|" + "---:|" * 4]
+    keys = sorted({k[:3] for k in cells})
+    for ds, conv, variant in keys:
+        row = []
+        for d in range(1, 5):
+            v = cells.get((ds, conv, variant, d))
+            row.append(f"{statistics.mean(v):.2f} ± {statistics.pstdev(v):.1f} (n={len(v)})" if v else "-")
+        lines.append(f"| {ds} | {conv.upper()} | {PAPER_NAMES.get(variant, variant)} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=("node", "link"), default="node",
+                   help="node classification (accuracy) or link prediction (64/16/20 edge split, ROC-AUC)")
+    p.add_argument("--datasets", default="cora,citeseer,amazon_photo")
+    p.add_argument("--convs", default="gcn,sage,gat")
+    p.add_argument("--variants", default=None, help="default: sf,bp (node) or ce,bp (link)")
+    p.add_argument("--layers", default="1,2,3,4")
+    p.add_argument("--splits", default="0,1,2,3,4")
+    p.add_argument("--max-epochs", type=int, default=1000)
+    p.add_argument("--patience", type=int, default=100)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--data-dir", default=None, help="folder with the raw data (default: ../shared/data)")
+    p.add_argument("--cache-dir", default=None, help="where converted .h5 files go (default: a temp folder)")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--summary", action="store_true", help="print the table of the results in --out and exit")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.datasets, args.convs, args.layers, args.splits = "cora", "gcn", "2", "0"
+        args.max_epochs, args.patience = 200, 20
+    out = Path(args.out) if args.out else (DEFAULT_OUT.with_name("forwardgnn_reproduction_quick.json")
+                                           if args.quick else DEFAULT_OUT)
+    doc = load(out)
+    if args.summary:
+        print(summary(doc))
+        return
+    args.datasets = args.datasets.split(",")
+    args.convs = args.convs.split(",")
+    args.variants = (args.variants or ("sf,bp" if args.task == "node" else "ce,bp")).split(",")
+    args.layers = [int(v) for v in args.layers.split(",")]
+    args.splits = [int(v) for v in args.splits.split(",")]
+    for v in args.variants:
+        if v not in ALL_VARIANTS[args.task]:
+            p.error(f"unknown {args.task} variant {v!r}; expected some of {', '.join(ALL_VARIANTS[args.task])}")
+    torch.set_num_threads(args.threads)
+
+    from sciml.gnn.forwardgnn import train_node_classifier
+    from sciml.gnn.forwardgnn_linkpred import link_split, train_link_predictor
+    from sciml.gnn.forwardgnn_splits import forwardgnn_dataset
+
+    doc.setdefault("machine", machine_info("cpu"))
+    doc["protocol"] = {"max_epochs": args.max_epochs, "patience": args.patience, "val_every": 2, "hidden": 128,
+                       "lr": 1e-3, "weight_decay": 5e-4, "split": "64/16/20 random (gnn.forwardgnn_splits)",
+                       "datasets": "cora/citeseer = Planetoid versions (paper: CitationFull); amazon_photo"}
+    done = {run_key(r) for r in doc["runs"]}
+    todo = [r for r in plan(args) if run_key(r) not in done]
+    print(f"[forwardgnn] {len(todo)} runs to do ({len(done)} already in {out})", flush=True)
+    cache: dict[tuple, Any] = {}
+    for i, spec in enumerate(todo):
+        key = (spec["dataset"], spec["split"])
+        if key not in cache:
+            cache.clear()
+            data = forwardgnn_dataset(spec["dataset"], split_index=spec["split"], data_dir=args.data_dir,
+                                      cache_dir=args.cache_dir)
+            cache[key] = link_split(data, split_index=spec["split"]) if args.task == "link" else data
+        data = cache[key]
+        t0 = time.perf_counter()
+        seed = 100 * 101 + 3 * spec["split"]
+        train = train_node_classifier if args.task == "node" else train_link_predictor
+        res = train(data, variant=spec["variant"], conv=spec["conv"], num_layers=spec["run_layers"],
+                    max_epochs=args.max_epochs, patience=args.patience, seed=seed)
+        record = dict(spec, seed=seed, wall_s=round(time.perf_counter() - t0, 2),
+                      train_time_s=round(res["train_time_s"], 2),
+                      depths={str(d): m for d, m in res["depths"].items()},
+                      phases=[{k: ph[k] for k in ("phase", "epochs", "stop_reason", "best")} for ph in res["phases"]],
+                      epochs=res.get("epochs"), threads=args.threads)
+        doc["runs"].append(record)
+        save(out, doc)  # after every run: an interrupted sweep resumes where it stopped
+        metric = "test_acc" if args.task == "node" else "test_auc"
+        accs = ", ".join(f"L{d}={100 * m[metric]:.2f}" for d, m in res["depths"].items())
+        print(f"[forwardgnn] {i + 1}/{len(todo)} {spec['dataset']} {spec['conv']} {spec['variant']} "
+              f"L={spec['run_layers']} split {spec['split']}: {accs} ({record['wall_s']:.1f} s, "
+              f"{res.get('epochs')} epochs)", flush=True)
+    print(summary(doc))
+
+
+if __name__ == "__main__":
+    main()

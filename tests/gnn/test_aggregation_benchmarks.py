@@ -1,0 +1,103 @@
+"""The LCM experiment scripts: their data builders against brute force (fast), and --quick smoke runs (slow; no
+timing or accuracy asserted)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+DATA = os.environ.get("SCIML_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_sciml_bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_second_minimum_targets_against_sorting():
+    sm = _load("lcm_second_minimum")
+    data = sm.make_multisets(200, 2, 16, seed=3)
+    ptr, values = data["ptr"], data["values"]
+    weights = 2 ** torch.arange(7, -1, -1)
+    assert torch.equal((data["bits"] * weights).sum(1), values)  # bits, most significant first
+    for s in range(200):
+        members = sorted(values[ptr[s]:ptr[s + 1]].tolist())
+        assert 2 <= len(members) <= 16
+        assert int((data["y"][s] * weights).sum()) == members[1]  # with multiplicity
+    bits, bptr, y = sm.batch_of(data, torch.tensor([5, 0, 9]))
+    assert torch.equal(bits, torch.cat([data["bits"][ptr[s]:ptr[s + 1]] for s in (5, 0, 9)]))
+    assert bptr.tolist() == [0] + torch.cumsum(data["sizes"][[5, 0, 9]], 0).tolist()
+    assert torch.equal(y, data["y"][[5, 0, 9]])
+
+
+def test_tu_folds_are_a_stratified_partition():
+    tu = _load("lcm_tu")
+    y = torch.tensor([0] * 47 + [1] * 23 + [2] * 10)[torch.randperm(80, generator=torch.Generator().manual_seed(0))]
+    folds = tu.stratified_folds(y, 10, seed=0)
+    assert sorted(torch.cat(folds).tolist()) == list(range(80))
+    for f in folds:
+        counts = torch.bincount(y[f], minlength=3)
+        assert (counts - torch.tensor([4.7, 2.3, 1.0])).abs().max() <= 1
+    rest = torch.cat(folds[1:])
+    train, val = tu.stratified_holdout(rest, y, 0.1, seed=0)
+    assert sorted(torch.cat([train, val]).tolist()) == sorted(rest.tolist())
+    assert set(torch.unique(y[val]).tolist()) == {0, 1, 2}
+
+
+def test_result_file_resumes_only_the_same_config(tmp_path):
+    common = _load("_lcm_common")
+    path = tmp_path / "r.json"
+    rf = common.ResultFile(path, {"a": 1})
+    rf.add("sum/seed0", {"acc": 0.5})
+    again = common.ResultFile(path, {"a": 1})
+    assert again.done("sum/seed0") and not again.done("sum/seed1")
+    assert again.data["resumed"] == 1 and json.loads(path.read_text())["runs"]["sum/seed0"] == {"acc": 0.5}
+    with pytest.raises(SystemExit, match="another config"):
+        common.ResultFile(path, {"a": 2})
+    assert not common.ResultFile(path, {"a": 2}, fresh=True).done("sum/seed0")
+    assert common.mean_std([1.0, 3.0])["std"] == pytest.approx(2 ** 0.5)
+
+
+def _run(script: str, tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / f"{script}.json"
+    env = dict(os.environ, PYTHONSAFEPATH="1")
+    proc = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), "--quick", "--out", str(out), *extra],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_second_minimum_quick_runs(tmp_path):
+    result = _run("lcm_second_minimum", tmp_path)
+    assert set(result["summary"]) == {"sum", "mean", "max", "gru", "lcm"}
+    assert result["config"]["quick"] and "torch" in result["machine"]
+    assert all(0 <= r["test32_acc"] <= 1 for r in result["runs"].values())
+
+
+@pytest.mark.slow
+def test_tu_quick_runs(tmp_path):
+    if not (Path(DATA) / "tudataset" / "PROTEINS").exists():
+        pytest.skip(f"reference data {DATA}/tudataset/PROTEINS absent")
+    result = _run("lcm_tu", tmp_path, "--data-root", DATA)
+    assert set(result["summary"]) == {"sum", "mean", "max", "gru", "lcm"}
+    assert result["config"]["dataset"] == "PROTEINS"
+
+
+@pytest.mark.slow
+def test_speed_quick_runs(tmp_path):
+    result = _run("lcm_speed", tmp_path)
+    for case in result["cases"]:
+        assert set(case["forward_ms"]) == {"sciml_lcm", "pyg_lcm", "sciml_gru", "pyg_gru"}
+        dev = case["batch_composition_deviation"]
+        assert dev["sciml_lcm"] < 1e-5 and dev["sciml_gru"] < 1e-5
+        assert dev["pyg_lcm"] > 1e-3 and dev["pyg_gru"] > 1e-3
