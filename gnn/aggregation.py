@@ -224,10 +224,19 @@ class LCMAggregation(Aggregation):
         bitwise equal: without it they agree only to rounding, because a GEMM's result for a row can depend on
         where the row sits in the batch."""
         n = a.size(0)
-        first_diff = (a != b).to(a.dtype).argmax(dim=1, keepdim=True)
-        swap = a.gather(1, first_diff) > b.gather(1, first_diff)
-        a, b = torch.where(swap, b, a), torch.where(swap, a, b)
-        out = self.gru_cell(torch.cat([a, b]), torch.cat([b, a]))
+        rows = torch.arange(n, device=a.device)
+        return self._combine_rows(torch.cat([a, b]), rows, rows + n)
+
+    def _combine_rows(self, x: Tensor, left: Tensor, right: Tensor) -> Tensor:
+        """``x[left] ⊕ x[right]`` row by row: the canonical order is chosen on the indices, so the GRU cell's
+        two inputs are plain gathers of ``x`` (no ``where``/``cat`` on feature tensors in forward or backward)."""
+        with torch.no_grad():
+            xl, xr = x.index_select(0, left), x.index_select(0, right)
+            first_diff = (xl != xr).to(x.dtype).argmax(dim=1, keepdim=True)
+            swap = (xl.gather(1, first_diff) > xr.gather(1, first_diff)).view(-1)
+            lo, hi = torch.where(swap, right, left), torch.where(swap, left, right)
+        n = left.numel()
+        out = self.gru_cell(x.index_select(0, torch.cat([lo, hi])), x.index_select(0, torch.cat([hi, lo])))
         return 0.5 * (out[:n] + out[n:])
 
     def reduce(self, x: Tensor, ptr: Tensor) -> Tensor:
@@ -252,7 +261,7 @@ class LCMAggregation(Aggregation):
             seg, pos = seg.index_select(0, left), pos.index_select(0, left)
             paired = torch.nonzero(pos + 1 < count.index_select(0, seg)).squeeze(1)
             a = left.index_select(0, paired)
-            combined = self.combine(x.index_select(0, a), x.index_select(0, a + 1))
+            combined = self._combine_rows(x, a, a + 1)
             x = x.index_select(0, left).index_copy(0, paired, combined)
             pos, count = pos // 2, (count + 1) // 2
         return out.index_copy(0, seg, x)
