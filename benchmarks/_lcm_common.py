@@ -43,6 +43,9 @@ class ResultFile:
             self.data["runs"] = old.get("runs", {})
             self.data["started"] = old.get("started", self.data["started"])
             self.data["resumed"] = old.get("resumed", 0) + 1
+            # the machine of the first start stays; later starts are listed beside it
+            self.data["resumed_on"] = old.get("resumed_on", []) + [self.data["machine"]]
+            self.data["machine"] = old.get("machine", self.data["machine"])
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def done(self, key: str) -> bool:

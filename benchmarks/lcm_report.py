@@ -21,7 +21,8 @@ def second_min(path: Path) -> str:
     lines = [f"Second minimum ({c['train_size']} training multisets of size 2–16, {c['epochs']} epochs, batch "
              f"{c['batch']}, Adam {c['lr']:g} cosine, embedding {c['emb']}; seeds {c['seeds']}; {c['threads']} "
              f"thread(s), {r['machine']['cpu']}). Exact-match accuracy (%), mean ± std over seeds, final epoch:",
-             "", "| aggregator | test, size 32 | validation, size 2–16 | seeds | wall s / run |", "|---|---:|---:|---:|---:|"]
+             "", "| aggregator | test, size 32 | validation, size 2–16 | seeds | wall s / run |",
+             "|---|---:|---:|---:|---:|"]
     for name, s in r["summary"].items():
         lines.append(f"| {name} | {pct(s['test32_acc'])} | {pct(s['val_acc'])} | {s['test32_acc']['n']} | "
                      f"{s['wall_s_per_run']['mean']:.0f} |")
@@ -48,7 +49,8 @@ def speed(path: Path) -> str:
     lines = [f"Speed ({m['cpu']}, {r['threads']} thread(s), torch {m['torch']}, PyG {m['torch_geometric']}; "
              f"load average {m.get('load_average')}). Median ms per call; deviation = max |set alone − set in the "
              "batch|:", "",
-             "| case | N | E | max d | F | mode | sciml LCM | PyG LCM | sciml GRU | PyG GRU |", "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+             "| case | N | E | max d | F | mode | sciml LCM | PyG LCM | sciml GRU | PyG GRU |",
+             "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for c in r["cases"]:
         for mode in ("forward", "forward_backward"):
             t = c[f"{mode}_ms"]

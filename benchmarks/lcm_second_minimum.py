@@ -13,8 +13,8 @@ reach on a shared 2-core CPU. The default here: 2**15 training multisets, 60 epo
 Adam with lr 1e-3 (a larger step for the smaller budget) on a cosine schedule to 0, embedding 64, 3 seeds; the
 numbers are the final-epoch test accuracy (no selection on the test set). Every setting is stored in the JSON.
 
-usage: python benchmarks/lcm_second_minimum.py [--quick] [--epochs 60] [--train-size 32768] [--seeds 0 1 2] [--aggrs sum mean max gru lcm]
-       [--threads 1] [--out benchmarks/results/lcm_second_minimum.json] [--fresh]
+usage: python benchmarks/lcm_second_minimum.py [--quick] [--epochs 60] [--train-size 32768] [--seeds 0 1 2]
+       [--aggrs sum mean max gru lcm] [--threads 1] [--out benchmarks/results/lcm_second_minimum.json] [--fresh]
 Progress lines go to stdout; the JSON is rewritten after every finished run, and a rerun skips finished runs.
 """
 from __future__ import annotations
@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or str(RESULTS / ("lcm_second_minimum" + ("_quick" if args.quick else "") + ".json"))
     cfg = {"task": "second_minimum", "num_bits": NUM_BITS, "train_size": args.train_size, "train_set_sizes": [2, 16],
            "val_size": 1024, "val_set_sizes": [2, 16], "test_size": 1024, "test_set_size": 32,
-           "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "optimizer": "Adam", "schedule": "cosine to 0 over all steps",
+           "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "optimizer": "Adam",
+           "schedule": "cosine to 0 over all steps",
            "emb": args.emb,
            "dropout": args.dropout, "eval_every": args.eval_every, "seeds": args.seeds, "aggrs": args.aggrs,
            "threads": args.threads, "data_seed": 12345, "quick": args.quick,

@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
                        "held out (stratified) for validation, test accuracy at the epoch of best validation "
                        "accuracy (ties: lower validation loss)",
            "folds": args.folds, "split_seed": args.split_seed, "epochs": args.epochs, "hidden": args.hidden,
-           "layers": args.layers, "dropout": args.dropout, "lr": args.lr, "lr_schedule": "x0.5 after half of the epochs",
+           "layers": args.layers, "dropout": args.dropout, "lr": args.lr,
+           "lr_schedule": "x0.5 after half of the epochs",
            "batch": args.batch, "optimizer": "Adam", "aggrs": args.aggrs, "threads": args.threads,
            "model": "AggrConv x layers (ReLU, BatchNorm) -> per-layer sum pooling concat -> Linear-ReLU-Dropout-"
                     "Linear; gru/lcm with shuffle=True in training", "quick": args.quick,

@@ -6,7 +6,8 @@ if __name__ != "sciml.gnn":  # imported as a top-level `gnn`: the checkout root 
         "or with `python -P` / PYTHONSAFEPATH=1."
     )
 
-from sciml.gnn.aggregation import AggrConv, GRUAggregation, LCMAggregation  # noqa: E402
+from sciml.gnn.aggregation import (AggrConv, GRUAggregation, LCMAggregation, SegmentAggregation,  # noqa: E402
+                                   aggregation_from_name)
 from sciml.gnn.baselines import APPNP, GCN, MLP, SGC  # noqa: E402
 from sciml.gnn.convs import GATConv, GCNConv, SAGEConv  # noqa: E402
 from sciml.gnn.dagnn import DAGNN  # noqa: E402
@@ -16,7 +17,7 @@ from sciml.gnn.node_data import node_graph  # noqa: E402
 from sciml.gnn.tasks import NodeClassification  # noqa: E402
 
 __all__ = ["APPNP", "DAGNN", "GCN", "MLP", "SGC", "NodeClassification", "node_graph",
-           "AggrConv", "GRUAggregation", "LCMAggregation",
+           "AggrConv", "GRUAggregation", "LCMAggregation", "SegmentAggregation", "aggregation_from_name",
            "GCNConv", "SAGEConv", "GATConv",
            "ForwardGNN", "BackpropGNN", "make_node_task", "train_node_classifier",
            "ForwardLinkGNN", "link_split", "roc_auc", "train_link_predictor"]

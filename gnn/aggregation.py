@@ -181,7 +181,7 @@ class LCMAggregation(Aggregation):
     element returns that element (after the optional projection); an **empty set returns the zero vector**
     (the identity has no vector of its own; 0 is also what sum/mean/max return for it).
 
-    The tree is not permutation invariant (:math:`\oplus` is commutative but only approximately associative):
+    The tree is not permutation invariant (:math:`\oplus` is commutative but not associative):
     in eval mode the leaves are taken in input order (for :class:`AggrConv`: by source node id), with
     ``shuffle=True`` in random order while training.
 

@@ -261,7 +261,9 @@ def test_shuffle_within_segments_keeps_segments():
 def test_segment_aggregation_against_loop(reduce):
     sizes = [2, 0, 5, 1]
     x, index = random_sets(sizes, 3)
-    out = aggregation_from_name(reduce, 3)(x, index, dim_size=4)
+    aggr = aggregation_from_name(reduce, 3)
+    assert isinstance(aggr, SegmentAggregation) and aggr.reduce_op == reduce
+    out = aggr(x, index, dim_size=4)
     op = {"sum": lambda t: t.sum(0), "mean": lambda t: t.mean(0), "max": lambda t: t.max(0).values}[reduce]
     ref = torch.stack([op(x[index == s]) if sizes[s] else torch.zeros(3) for s in range(4)])
     torch.testing.assert_close(out, ref)

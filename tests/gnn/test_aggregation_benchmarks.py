@@ -61,6 +61,7 @@ def test_result_file_resumes_only_the_same_config(tmp_path):
     again = common.ResultFile(path, {"a": 1})
     assert again.done("sum/seed0") and not again.done("sum/seed1")
     assert again.data["resumed"] == 1 and json.loads(path.read_text())["runs"]["sum/seed0"] == {"acc": 0.5}
+    assert again.data["machine"] == rf.data["machine"] and len(again.data["resumed_on"]) == 1
     with pytest.raises(SystemExit, match="another config"):
         common.ResultFile(path, {"a": 2})
     assert not common.ResultFile(path, {"a": 2}, fresh=True).done("sum/seed0")
