@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 RESULTS = Path(__file__).resolve().parent / "results"
-from _lcm_common import ResultFile, log, mean_std  # noqa: E402
+from _common import ResultFile, log, mean_std  # noqa: E402
 
 from sciml.gnn.aggregation import aggregation_from_name  # noqa: E402
 

@@ -31,7 +31,7 @@ from _common import interleaved, machine_info  # noqa: E402
 
 from sciml.gnn.aggregation import GRUAggregation, LCMAggregation  # noqa: E402
 from sciml.io import atomic_write_text  # noqa: E402
-from _lcm_common import log  # noqa: E402
+from _common import log  # noqa: E402
 
 CASES = [  # name, number of sets, degree distribution, channels
     ("uniform_d1-16", 2000, ("uniform", 1, 16), 64),

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 RESULTS = Path(__file__).resolve().parent / "results"
-from _lcm_common import ResultFile, log, mean_std  # noqa: E402
+from _common import ResultFile, log, mean_std  # noqa: E402
 
 from sciml.gnn.aggregation import AggrConv  # noqa: E402
 from sciml.sparse import segment_reduce  # noqa: E402

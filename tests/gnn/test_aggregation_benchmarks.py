@@ -54,7 +54,7 @@ def test_tu_folds_are_a_stratified_partition():
 
 
 def test_result_file_resumes_only_the_same_config(tmp_path):
-    common = _load("_lcm_common")
+    common = _load("_common")
     path = tmp_path / "r.json"
     rf = common.ResultFile(path, {"a": 1})
     rf.add("sum/seed0", {"acc": 0.5})
