@@ -270,6 +270,7 @@ class Trainer:
         self.strategy = make_strategy(strategy, layer_local_mode=layer_local_mode)
         self.strategy.setup(self)
         self.optimizers = self.strategy.optimizers
+        self._params = [[p for _, p in named] for named in self.strategy.named_params]  # per optimizer, fixed
         self.train_model: nn.Module = self.model
         if self.dist.enabled:
             if self.strategy.manual_grad_sync:
@@ -560,7 +561,7 @@ class Trainer:
         """
         strategy = self.strategy
         if self.dist.enabled and strategy.manual_grad_sync:
-            sync_gradients([p for i in active for _, p in strategy.named_params[i]], self.dist)
+            sync_gradients([p for i in active for p in self._params[i]], self.dist)
         scaler = self.scaler
         if scaler is not None:
             for i in active:
@@ -570,7 +571,7 @@ class Trainer:
         clip: dict[int, tuple[list[Tensor], Tensor]] = {}
         if self.grad_clip is not None:
             for i in active:
-                params = [p for _, p in strategy.named_params[i] if p.grad is not None]
+                params = [p for p in self._params[i] if p.grad is not None]
                 if params:
                     norm = _total_norm([p.grad for p in params])  # type: ignore[misc]
                     clip[i] = (params, norm)
@@ -578,7 +579,7 @@ class Trainer:
                         tensors.append(norm)
         elif check and scaler is None:
             for i in active:
-                tensors.extend([p.grad for _, p in strategy.named_params[i] if p.grad is not None])  # type: ignore
+                tensors.extend([p.grad for p in self._params[i] if p.grad is not None])  # type: ignore
         found = self._found
         if tensors:  # GradScaler's fused inf/NaN scan (multiplies by exactly 1.0): the cheapest check measured
             dtype = tensors[0].dtype
