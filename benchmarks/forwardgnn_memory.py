@@ -53,7 +53,7 @@ def child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     from sciml.gnn.forwardgnn import train_node_classifier
-    from sciml.gnn.forwardgnn_splits import forwardgnn_dataset
+    from _forwardgnn_data import forwardgnn_dataset
 
     data = forwardgnn_dataset(args.dataset, split_index=0, cache_dir=args.cache_dir)
     gc.collect()
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                             "runs": []}
     doc.update(dataset=args.dataset, epochs=args.epochs, method="peak RSS delta per subprocess (VmHWM reset via "
                "clear_refs after data loading), MALLOC_MMAP_THRESHOLD_=65536", machine=machine_info("cpu"))
-    from sciml.gnn.forwardgnn_splits import forwardgnn_dataset
+    from _forwardgnn_data import forwardgnn_dataset
 
     forwardgnn_dataset(args.dataset, cache_dir=args.cache_dir)  # convert once, outside the measured children
     done = {(r["variant"], r["conv"], r["depth"]) for r in doc["runs"]}

@@ -5,7 +5,7 @@ Datasets (raw files from ../shared/data, converted by our converters, row-normal
   amazon_photo  Amazon Photo (the paper's "Amazon" dataset)
   cora          Planetoid Cora      (the paper used CitationFull-Cora_ML: different nodes and features)
   citeseer      Planetoid CiteSeer  (the paper used CitationFull-CiteSeer)
-Protocol (official scripts): random 64/16/20 node splits (split i for run i, gnn.forwardgnn_splits), hidden 128,
+Protocol (official scripts): random 64/16/20 node splits (split i for run i, node_graph(split="fraction")), hidden 128,
 Adam lr 1e-3 wd 5e-4, <= 1000 epochs (per layer for the greedy variants), validation every 2 epochs, early stop after
 100 validations without a better validation accuracy, best weights restored. Greedy variants (sf, ff_la, ff_vn) run
 once with the largest depth and report every depth 1..L by prefix evaluation, as the official scripts; bp and the
@@ -138,11 +138,11 @@ def main(argv: list[str] | None = None) -> None:
 
     from sciml.gnn.forwardgnn import train_node_classifier
     from sciml.gnn.forwardgnn_linkpred import link_split, train_link_predictor
-    from sciml.gnn.forwardgnn_splits import forwardgnn_dataset
+    from _forwardgnn_data import forwardgnn_dataset
 
     doc.setdefault("machine", machine_info("cpu"))
     doc["protocol"] = {"max_epochs": args.max_epochs, "patience": args.patience, "val_every": 2, "hidden": 128,
-                       "lr": 1e-3, "weight_decay": 5e-4, "split": "64/16/20 random (gnn.forwardgnn_splits)",
+                       "lr": 1e-3, "weight_decay": 5e-4, "split": "64/16/20 random (node_graph split=fraction)",
                        "datasets": "cora/citeseer = Planetoid versions (paper: CitationFull); amazon_photo"}
     done = {run_key(r) for r in doc["runs"]}
     todo = [r for r in plan(args) if run_key(r) not in done]

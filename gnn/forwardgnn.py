@@ -413,6 +413,7 @@ class _TopDownTask(PreparedTask, NodeForwardTask):
     checkpointed through :meth:`state_dict`), whole-model validation."""
 
     variant = "sf_top2loss"
+    layer_local_mode = "simultaneous"
 
     def __init__(self, *, temperature: float = 1.0, bidirectional: bool = True) -> None:
         super().__init__()

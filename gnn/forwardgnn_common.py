@@ -191,6 +191,8 @@ class GreedyForwardTask(PreparedTask):
     Memory stays constant in depth (one memoised tensor per chain).
     """
 
+    layer_local_mode = "greedy"
+
     def __init__(self) -> None:
         super().__init__()
         self.reset_memo()

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from torch_geometric.data import Data
 
 __all__ = ["normalize_features", "to_sparse_features", "largest_connected_component", "planetoid_random_split",
-           "per_class_split", "node_graph"]
+           "per_class_split", "fraction_node_split", "node_graph"]
 
 
 def normalize_features(x: Tensor) -> Tensor:
@@ -210,10 +210,46 @@ def per_class_split(y: Tensor, *, seed: int = 0, train_per_class: int = 20, val_
     return _masks(y.numel(), y.device, train, val, test)
 
 
-def node_graph(path: str | os.PathLike, *, split: Literal["public", "random", "per_class"] = "public",
+def fraction_node_split(num_nodes: int, split_index: int, *, num_folds: int = 5, val_fraction: float = 0.2,
+                        seed: int = 101, device: Any = None) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Boolean ``(train, val, test)`` masks of split ``split_index`` of the ForwardGNN protocol (Park et al., ICLR
+    2024, official ``src/datasets/datasplit.py``: ``KFold(5, shuffle=True, random_state=101)``, then
+    ``train_test_split(random_state=127 * i)`` of the rest; same fractions and fold structure here, drawn with
+    numpy's ``Generator``, so the node ids are not sklearn's): the nodes are
+    shuffled once (``seed``) and cut into ``num_folds`` folds of sizes differing by at most one (fold
+    ``split_index`` is the test set: 20 % for 5 folds); of the other nodes, a random ``val_fraction`` (rounded up,
+    drawn with seed ``127 * split_index``) is validation and the rest training: 64/16/20 % by default.
+
+    Splits ``0..num_folds-1`` have disjoint test sets covering every node.
+    """
+    if not 0 <= split_index < num_folds:
+        raise ConfigError(f"fraction_node_split: split_index must be in 0..{num_folds - 1}, got {split_index}")
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"fraction_node_split: val_fraction must be in (0, 1), got {val_fraction}")
+    if num_nodes < num_folds:
+        raise ConfigError(f"fraction_node_split: {num_nodes} nodes cannot make {num_folds} folds")
+    order = np.random.default_rng(seed).permutation(num_nodes)
+    sizes = np.full(num_folds, num_nodes // num_folds)
+    sizes[: num_nodes % num_folds] += 1  # as sklearn's KFold: the first folds take the remainder
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    test = order[bounds[split_index]: bounds[split_index + 1]]
+    rest = np.concatenate([order[: bounds[split_index]], order[bounds[split_index + 1]:]])
+    rest = np.random.default_rng(127 * split_index).permutation(rest)
+    num_val = int(np.ceil(val_fraction * rest.size))
+    val, train = rest[:num_val], rest[num_val:]
+    masks = []
+    for idx in (train, val, test):
+        m = torch.zeros(num_nodes, dtype=torch.bool, device=device)
+        m[torch.from_numpy(idx).to(m.device)] = True
+        masks.append(m)
+    return masks[0], masks[1], masks[2]
+
+
+def node_graph(path: str | os.PathLike, *, split: Literal["public", "random", "per_class", "fraction"] = "public",
                seed: int = 0, normalize: bool = True, lcc: bool = False, sparse_features: bool | None = None,
                graph: int = 0, group: str = "train", train_per_class: int = 20, val_per_class: int = 30,
-               num_val: int = 500, num_test: int = 1000) -> "Data":
+               num_val: int = 500, num_test: int = 1000, split_index: int = 0, num_folds: int = 5,
+               val_fraction: float = 0.2) -> "Data":
     """One node-classification graph from a sciml-h5 ``graphs`` file (``sciml data convert planetoid|npz_graph``),
     with the split, feature normalisation and largest-connected-component options of the DAGNN / PyG benchmark
     protocol. Registered as the data builder ``node_graph``::
@@ -228,9 +264,11 @@ def node_graph(path: str | os.PathLike, *, split: Literal["public", "random", "p
         path: the ``.h5`` file.
         split: ``"public"`` (the masks stored in the file, e.g. Planetoid's public split), ``"random"``
             (:func:`planetoid_random_split`: ``train_per_class`` per class / ``num_val`` / ``num_test``) or
-            ``"per_class"`` (:func:`per_class_split`: ``train_per_class`` / ``val_per_class`` per class / rest).
-            (default: ``"public"``)
-        seed: seed of a random split. (default: ``0``)
+            ``"per_class"`` (:func:`per_class_split`: ``train_per_class`` / ``val_per_class`` per class / rest) or
+            ``"fraction"`` (:func:`fraction_node_split`, the ForwardGNN protocol: fold ``split_index`` of
+            ``num_folds`` is the test set, ``val_fraction`` of the rest validation; 64/16/20 % by default, with the
+            protocol's fixed seeds, ``seed`` unused). (default: ``"public"``)
+        seed: seed of a ``"random"`` or ``"per_class"`` split. (default: ``0``)
         normalize: row-normalise the features (PyG ``NormalizeFeatures``). (default: ``True``)
         lcc: restrict the graph to its largest connected component (Amazon in DAGNN's protocol). Components do not
             exchange messages, so this equals keeping the whole graph with every split inside the LCC.
@@ -239,15 +277,16 @@ def node_graph(path: str | os.PathLike, *, split: Literal["public", "random", "p
             entries only); :obj:`None` = when under 10 % of the entries are non-zero. (default: :obj:`None`)
         graph: index of the graph in the group. (default: ``0``)
         group: the HDF5 split group holding the graph. (default: ``"train"``)
-        train_per_class, val_per_class, num_val, num_test: split sizes (see ``split``).
+        train_per_class, val_per_class, num_val, num_test, split_index, num_folds, val_fraction: split sizes and
+            fold (see ``split``).
 
     Returns:
         a PyG ``Data`` with ``x``, ``edge_index``, ``y``, ``train_mask``, ``val_mask``, ``test_mask``.
     """
     from sciml.datasets.reader import GraphDataset
 
-    if split not in ("public", "random", "per_class"):
-        raise ConfigError(f"node_graph: split must be 'public', 'random' or 'per_class', got {split!r}")
+    if split not in ("public", "random", "per_class", "fraction"):
+        raise ConfigError(f"node_graph: split must be 'public', 'random', 'per_class' or 'fraction', got {split!r}")
     ds = GraphDataset(path, split=group)
     try:
         if not 0 <= graph < len(ds):
@@ -282,6 +321,9 @@ def node_graph(path: str | os.PathLike, *, split: Literal["public", "random", "p
                                        num_test=num_test)
     elif split == "per_class":
         masks = per_class_split(data.y, seed=seed, train_per_class=train_per_class, val_per_class=val_per_class)
+    elif split == "fraction":
+        masks = fraction_node_split(data.num_nodes, split_index, num_folds=num_folds, val_fraction=val_fraction,
+                                    device=data.y.device)
     else:
         masks = (data.train_mask, data.val_mask, data.test_mask)
     data.train_mask, data.val_mask, data.test_mask = masks

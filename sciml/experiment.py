@@ -56,8 +56,9 @@ def _splits(data: Any) -> tuple[Any, Any]:
 
 def data_dims(train_data: Any) -> dict[str, int]:
     """Sizes a model needs from the data: ``in_channels`` (feature size of ``x``) and ``out_channels`` (number of
-    classes for integer labels, else the target size). The class count is the dataset's ``num_classes`` attribute
-    if it has one, else one more than the largest label over all training samples."""
+    classes for integer labels, else the target size; for integer labels also as ``num_classes``). The class count
+    is the dataset's ``num_classes`` attribute if it has one, else one more than the largest label over all
+    training samples."""
     sample = train_data[0]
     dims = {}
     x = getattr(sample, "x", None)
@@ -70,7 +71,7 @@ def data_dims(train_data: Any) -> dict[str, int]:
         num_classes = getattr(train_data, "num_classes", None)
         if num_classes is None:
             num_classes = max(int(s.y.max()) for s in train_data) + 1
-        dims["out_channels"] = int(num_classes)
+        dims["out_channels"] = dims["num_classes"] = int(num_classes)
     return dims
 
 

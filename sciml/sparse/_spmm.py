@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 _REDUCES = ("sum", "mean")
 _CHUNK_ELEMS = 1 << 22  # edges x features per block when materialising per-edge products
+# torch's default CPU CSR kernel has no float16/bfloat16; the ``spmm_reduce`` kernel behind ``torch.sparse.mm(A, x,
+# "sum")`` has them. For float32/64 the default kernel stays: which of the two is faster on CPU changed from run to
+# run on the 2-core EPYC (0.34x to 1.3x at the same size, depending on what ran before), see docs/sparse.md.
+_HALF = (torch.float16, torch.bfloat16)
 
 
 def edge_dot(row: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -45,7 +49,8 @@ class _Plan:
     tensor used by the backward are built on the first backward and kept as well.
     """
 
-    __slots__ = ("value", "version", "dtype", "values", "csr", "direct", "atomic", "device", "_values_t", "_csr_t")
+    __slots__ = ("value", "version", "dtype", "values", "csr", "direct", "atomic", "device", "_values_t", "_csr_t",
+                 "reduce_kernel")
 
     def __init__(self, adj: "CSRAdjacency", reduce: str, dtype: torch.dtype) -> None:
         v = adj.value
@@ -60,11 +65,16 @@ class _Plan:
         self.csr = adj._csr_tensor(None, dtype) if values is None else csr_tensor(adj.rowptr, adj.col, values,
                                                                                   adj.shape)
         self.device = adj.device
+        self.reduce_kernel = self.device.type == "cpu" and dtype in _HALF
         # the default kernel on this device is not bitwise reproducible: deterministic mode takes the sorted path
         self.atomic = atomic_device(self.device)
         self.direct = adj.num_edges > 0  # torch.sparse.mm applies; an adjacency without edges gives zeros
         self._values_t: Tensor | None = None
         self._csr_t: Tensor | None = None
+
+    def product(self, csr: Tensor, x: Tensor) -> Tensor:
+        """``csr @ x`` (half precision on CPU through the ``spmm_reduce`` kernel, see ``_HALF``)."""
+        return torch.sparse.mm(csr, x, "sum") if self.reduce_kernel else torch.sparse.mm(csr, x)
 
     def current(self, adj: "CSRAdjacency") -> bool:
         v = adj.value
@@ -92,7 +102,7 @@ class _Plan:
             return x.new_zeros(adj.num_rows, x.size(1))
         if det:
             return segment_product(adj, self.values, x)
-        return torch.sparse.mm(self.csr, x)
+        return self.product(self.csr, x)
 
     def backward(self, adj: "CSRAdjacency", grad: Tensor, det: bool) -> Tensor:
         """``A^T @ grad`` with the cached transpose."""
@@ -105,7 +115,7 @@ class _Plan:
             return grad.new_zeros(adj.num_cols, grad.size(1))
         if det:
             return segment_product(adj._transpose_structure(), self.values_t(adj), grad)
-        return torch.sparse.mm(self.csr_t(adj), grad)
+        return self.product(self.csr_t(adj), grad)
 
 
 def segment_product(adj: "CSRAdjacency", values: Tensor | None, x: Tensor) -> Tensor:
@@ -185,8 +195,8 @@ def _spmm(adj: "CSRAdjacency", x: Tensor, reduce: str, plans: dict) -> Tensor:
                     return _grad_product(adj, x, reduce, plan)
             elif plan.direct and not (plan.atomic and is_deterministic()):
                 try:
-                    return torch.sparse.mm(plan.csr, x)
-                except RuntimeError:
+                    return plan.product(plan.csr, x)
+                except (RuntimeError, IndexError):
                     pass  # e.g. x of the wrong shape: the checked path raises the typed error (or this one again)
     return _spmm_checked(adj, x, reduce)
 

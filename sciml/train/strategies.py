@@ -100,6 +100,10 @@ class LayerLocal(Strategy):
         if not hasattr(task, "local_step"):
             raise ConfigError(f"strategy='layer_local' needs a LayerLocalTask (with local_step); got "
                               f"{type(task).__name__}")
+        need = getattr(task, "layer_local_mode", None)
+        if need is not None and need != self.mode:
+            raise ConfigError(f"layer_local_mode: {type(task).__name__} trains its blocks in {need!r} mode, got "
+                              f"{self.mode!r}; set trainer.layer_local_mode: {need}")
         self.blocks = list(task.blocks(model)) if hasattr(task, "blocks") else list(model.blocks)  # type: ignore
         if not self.blocks:
             raise ConfigError("strategy='layer_local' found no blocks")

@@ -107,7 +107,12 @@ class LayerLocalTask(Task):
     Override :meth:`local_step` (and :meth:`block_input` if the first block does not take the batch itself).
     A task can keep state between steps (e.g. the top-down states of ForwardGNN's SF-Top-To-Loss) in attributes
     and return it from :meth:`state_dict` so it is checkpointed.
+
+    A task written for one schedule sets :attr:`layer_local_mode` (``"greedy"`` or ``"simultaneous"``); the
+    Trainer then refuses the other one with a :class:`~sciml.errors.ConfigError`.
     """
+
+    layer_local_mode: str | None = None  # the Trainer's layer_local_mode this task needs (None: either)
 
     def blocks(self, model: nn.Module) -> Sequence[nn.Module]:
         """The trainable blocks, bottom to top. (default: ``model.blocks``)"""

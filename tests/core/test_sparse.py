@@ -347,13 +347,14 @@ def _dense_reference(ei, shape, w, dtype, reduce, device):
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("reduce", ["sum", "mean"])
-def test_no_grad_fast_path_matches_autograd_path_and_dense(device, case, weighted, dtype, reduce):
+@pytest.mark.parametrize("width", [3, 40])
+def test_no_grad_fast_path_matches_autograd_path_and_dense(device, case, weighted, dtype, reduce, width):
     """The product without autograd (cached plan, kernel called directly) and the autograd path give the dense
     result, on the first call (checked path, builds the plan) and on later calls (plan reused); gradients still
     flow when x or the edge values require them."""
     ei, shape, w = make(case, device=device, dtype=dtype, weighted=weighted)
     adj = CSRAdjacency.from_edge_index(ei, shape, w)
-    x = torch.randn(shape[1], 3, dtype=dtype, device=device)
+    x = torch.randn(shape[1], width, dtype=dtype, device=device)
     ref = _dense_reference(ei, shape, w, dtype, reduce, device) @ x
     tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
     outs = []
@@ -394,6 +395,24 @@ def test_no_grad_fast_path_matches_autograd_path_and_dense(device, case, weighte
         ref_g = _dense_reference(ei_csr, shape, wg, dtype, reduce, device) @ x
         (ew,) = torch.autograd.grad(ref_g, [wg], torch.ones_like(ref_g))
         torch.testing.assert_close(gw, ew, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("width", [5, 40])
+def test_half_precision_products_on_cpu(dtype, width):
+    """torch's default CPU CSR kernel has no float16/bfloat16; the product (and its gradient) takes the
+    spmm_reduce kernel for them at every width and agrees with float32 to the half-precision rounding."""
+    ei, shape, w = make("loops_dups_isolated", dtype=torch.float32, weighted=True)
+    adj = CSRAdjacency.from_edge_index(ei, shape, w)
+    x = torch.randn(shape[1], width)
+    ref = _dense_reference(ei, shape, w, torch.float32, "sum", "cpu") @ x
+    xh = x.to(dtype).requires_grad_(True)
+    out = adj @ xh
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref, atol=0.05, rtol=0.02)
+    (g,) = torch.autograd.grad(out, [xh], torch.ones_like(out))
+    ref_g = _dense_reference(ei, shape, w, torch.float32, "sum", "cpu").t() @ torch.ones(shape[0], width)
+    torch.testing.assert_close(g.float(), ref_g, atol=0.05, rtol=0.02)
 
 
 @pytest.mark.parametrize("reduce", ["sum", "mean"])

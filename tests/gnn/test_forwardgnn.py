@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -407,7 +408,7 @@ def test_errors_are_typed():
 
 # ---------------------------------------------------------------------------------------------- data
 def test_fraction_node_split_is_64_16_20_with_disjoint_test_folds():
-    from sciml.gnn.forwardgnn_splits import fraction_node_split
+    from sciml.gnn.node_data import fraction_node_split
 
     n = 1003
     tests = []
@@ -426,11 +427,21 @@ def test_fraction_node_split_is_64_16_20_with_disjoint_test_folds():
 
 
 def test_shared_datasets_load_with_the_forwardgnn_split(tmp_path):
-    from sciml.gnn.forwardgnn_splits import forwardgnn_dataset, shared_data_dir
+    """The reproduction's loader (benchmarks/_forwardgnn_data.py): node_graph(split="fraction") on a converted file
+    gives fraction_node_split's masks."""
+    import importlib.util
 
-    if not (shared_data_dir() / "planetoid" / "Cora").exists():
-        pytest.skip(f"{shared_data_dir()} (the shared raw data) is absent")
-    data = forwardgnn_dataset("cora", split_index=2, cache_dir=tmp_path)
+    from sciml.gnn.node_data import fraction_node_split
+
+    spec = importlib.util.spec_from_file_location(
+        "_forwardgnn_data", Path(__file__).resolve().parents[2] / "benchmarks" / "_forwardgnn_data.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if not (mod.shared_data_dir() / "planetoid" / "Cora").exists():
+        pytest.skip(f"{mod.shared_data_dir()} (the shared raw data) is absent")
+    data = mod.forwardgnn_dataset("cora", split_index=2, cache_dir=tmp_path)
+    for got, want in zip((data.train_mask, data.val_mask, data.test_mask), fraction_node_split(2708, 2)):
+        assert torch.equal(got, want)
     assert data.num_nodes == 2708 and data.x.shape == (2708, 1433) and int(data.y.max()) == 6
     torch.testing.assert_close(data.x.sum(1)[data.x.sum(1) > 0], torch.ones(int((data.x.sum(1) > 0).sum())))
     assert int(data.train_mask.sum()) + int(data.val_mask.sum()) + int(data.test_mask.sum()) == 2708

@@ -11,8 +11,8 @@ import torch
 from torch_geometric.data import Data
 
 from sciml.errors import ConfigError, ShapeError
-from sciml.gnn.node_data import (largest_connected_component, node_graph, normalize_features, per_class_split,
-                                 planetoid_random_split)
+from sciml.gnn.node_data import (fraction_node_split, largest_connected_component, node_graph, normalize_features,
+                                 per_class_split, planetoid_random_split)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 
@@ -172,6 +172,9 @@ def test_node_graph_builder_options(tmp_path):
     assert pc.num_nodes == 250 and pc.edge_index.max() < 250   # the LCC, relabelled
     assert [int((pc.y[pc.val_mask] == c).sum()) for c in range(3)] == [30] * 3
     assert int((pc.train_mask | pc.val_mask | pc.test_mask).sum()) == 250
+    fr = node_graph(path, split="fraction", split_index=3)
+    for got, want in zip((fr.train_mask, fr.val_mask, fr.test_mask), fraction_node_split(260, 3)):
+        assert torch.equal(got, want)
 
 
 def test_node_graph_errors(tmp_path):
