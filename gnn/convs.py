@@ -13,8 +13,6 @@ targets :math:`i`; node :math:`i` aggregates over its incoming edges.
 from __future__ import annotations
 
 import math
-import weakref
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -22,6 +20,7 @@ from torch.nn import functional as F
 from sciml.errors import ConfigError, ShapeError
 from sciml.gnn.graph import cached_adjacency
 from sciml.sparse import CSRAdjacency, gather, segment_softmax
+from sciml.sparse.cache import TensorCache
 
 try:  # PyG's gcn_norm (self-loops only where missing); the plain "gcn" kind adds one to every node
     from sciml.gnn.graph import GCN_NORM as _GCN_KIND
@@ -33,7 +32,7 @@ __all__ = ["GCNConv", "SAGEConv", "GATConv", "make_conv", "CONV_NAMES"]
 #: Names accepted by :func:`make_conv`.
 CONV_NAMES = ("gcn", "sage", "gat")
 
-_LOOP_CACHE: dict[tuple, CSRAdjacency] = {}
+_LOOP_CACHE: TensorCache[CSRAdjacency] = TensorCache()
 
 
 def _glorot_(t: Tensor) -> None:
@@ -58,18 +57,15 @@ def self_loop_adjacency(edge_index: Tensor, num_nodes: int) -> CSRAdjacency:
     """Unweighted CSR adjacency of ``edge_index`` with every existing self-loop removed and exactly one self-loop
     per node added (PyG's ``remove_self_loops`` + ``add_self_loops``, what ``GATConv`` does), cached while
     ``edge_index`` lives."""
-    key = (id(edge_index), num_nodes, edge_index.device)
-    adj = _LOOP_CACHE.get(key)
-    if adj is None:
+    def build() -> CSRAdjacency:
         if edge_index.dim() != 2 or edge_index.size(0) != 2:
             raise ShapeError(f"`edge_index` must have shape [2, num_edges], got {tuple(edge_index.shape)}")
         keep = edge_index[0] != edge_index[1]
         loops = torch.arange(num_nodes, device=edge_index.device, dtype=edge_index.dtype)
         ei = torch.cat([edge_index[:, keep], torch.stack([loops, loops])], dim=1)
-        adj = CSRAdjacency.from_edge_index(ei, num_nodes=num_nodes)
-        _LOOP_CACHE[key] = adj
-        weakref.finalize(edge_index, _LOOP_CACHE.pop, key, None)
-    return adj
+        return CSRAdjacency.from_edge_index(ei, num_nodes=num_nodes)
+
+    return _LOOP_CACHE.get((edge_index,), (num_nodes, edge_index.device), build)
 
 
 class GCNConv(nn.Module):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-import weakref
 from typing import Iterator
 
 import torch
@@ -23,11 +22,12 @@ from torch.nn import functional as F
 
 from sciml.errors import ShapeError
 from sciml.sparse import CSRAdjacency
+from sciml.sparse.cache import TensorCache
 
 __all__ = ["is_sparse", "dropout", "sparse_dropout", "feature_matrix", "linear", "quiet_sparse_csr"]
 
 _SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr)
-_CACHE: dict[tuple, CSRAdjacency] = {}
+_CACHE: TensorCache[CSRAdjacency] = TensorCache(exclusive=True)  # one entry per x: its current version
 
 
 @contextlib.contextmanager
@@ -127,16 +127,7 @@ def feature_matrix(x: Tensor) -> CSRAdjacency:
     """
     if not is_sparse(x):
         raise ShapeError(f"feature_matrix expects a sparse COO/CSR tensor, got layout {x.layout}")
-    key = (id(x), x._version)
-    adj = _CACHE.get(key)
-    if adj is None:
-        adj = _to_csr_adjacency(x)
-        stale = [k for k in _CACHE if k[0] == id(x)]
-        for k in stale:
-            del _CACHE[k]
-        _CACHE[key] = adj
-        weakref.finalize(x, _CACHE.pop, key, None)
-    return adj
+    return _CACHE.get((x,), x._version, lambda: _to_csr_adjacency(x))
 
 
 _dense_dropout = dropout  # `linear` has an argument named `dropout`

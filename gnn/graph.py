@@ -6,12 +6,11 @@ propagation models of :mod:`sciml.gnn` (GCN, SGC, APPNP, DAGNN) use.
 """
 from __future__ import annotations
 
-import weakref
-
 import torch
 
 from sciml.errors import ShapeError
 from sciml.sparse import CSRAdjacency
+from sciml.sparse.cache import TensorCache
 
 __all__ = ["GCN_NORM", "cached_adjacency", "gcn_adjacency"]
 
@@ -19,7 +18,7 @@ __all__ = ["GCN_NORM", "cached_adjacency", "gcn_adjacency"]
 #: added to every node that has none (see :func:`gcn_adjacency`).
 GCN_NORM = "gcn_missing_loops"
 
-_CACHE: dict[tuple, CSRAdjacency] = {}
+_CACHE: TensorCache[CSRAdjacency] = TensorCache()
 
 
 def gcn_adjacency(edge_index: torch.Tensor, num_nodes: int, *,
@@ -100,15 +99,7 @@ def cached_adjacency(edge_index: torch.Tensor, num_nodes: int, *, normalization:
             adjacency.
         edge_weight: optional ``[E]`` weights.
     """
-    learnable = edge_weight is not None and edge_weight.requires_grad
-    key = (id(edge_index), None if edge_weight is None else id(edge_weight), num_nodes, normalization)
-    adj = None if learnable else _CACHE.get(key)
-    if adj is None:
-        adj = _build(edge_index, num_nodes, normalization, edge_weight)
-        if learnable:
-            return adj
-        _CACHE[key] = adj
-        for t in (edge_index, edge_weight):
-            if t is not None:
-                weakref.finalize(t, _CACHE.pop, key, None)
-    return adj
+    if edge_weight is not None and edge_weight.requires_grad:
+        return _build(edge_index, num_nodes, normalization, edge_weight)
+    return _CACHE.get((edge_index, edge_weight), (num_nodes, normalization),
+                      lambda: _build(edge_index, num_nodes, normalization, edge_weight))

@@ -525,3 +525,24 @@ def test_from_batch_ptr_validation():
         CSRAdjacency.from_batch(edge_index=ei, ptr=ptr, num_nodes=int(ptr[-1]) + 1)
     with pytest.raises(ShapeError, match="ptr"):
         CSRAdjacency.from_batch(edge_index=ei, ptr=torch.zeros(0, dtype=torch.long))
+
+
+def test_tensor_cache_lives_as_long_as_its_tensors():
+    import gc
+
+    from sciml.sparse.cache import TensorCache
+
+    calls = []
+    cache = TensorCache()
+    a, b = torch.zeros(3), torch.zeros(3)
+    build = lambda tag: (lambda: calls.append(tag) or tag)  # noqa: E731
+    assert cache.get((a,), 1, build("a1")) == "a1" and cache.get((a,), 1, build("again")) == "a1"
+    assert cache.get((a,), 2, build("a2")) == "a2"                  # another extra key: its own entry
+    assert cache.get((a, None), 1, build("a-none")) == "a-none"     # None stands for an absent tensor
+    assert cache.get((b,), 1, build("b1")) == "b1" and calls == ["a1", "a2", "a-none", "b1"]
+    del a
+    gc.collect()
+    assert len(cache) == 1                                          # a's entries went with a
+    exclusive = TensorCache(exclusive=True)
+    exclusive.get((b,), 1, build("v1"))
+    assert exclusive.get((b,), 2, build("v2")) == "v2" and len(exclusive) == 1   # the old version is dropped
