@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     kind = "cuda" if args.device.startswith("cuda") else "cpu"
     out = args.out or str(RESULTS / (f"lcm_speed_{kind}" + ("_quick" if args.quick else "") + ".json"))
-    result = {"machine": machine_info(args.device), "threads": args.threads, "quick": args.quick,
+    result = {"benchmark": "lcm_speed", "machine": machine_info(args.device), "threads": args.threads,
+              "quick": args.quick,
               "note": "eval mode, no projection, same weights in both libraries; medians of interleaved rounds",
               "cases": []}
     for name, num, dist, ch in (QUICK if args.quick else CASES):

@@ -131,7 +131,45 @@ def data_io(res: dict, name: str) -> list[str]:
     return lines + [""]
 
 
-RENDERERS = {"sparse_ops": sparse_ops, "trainer_overhead": trainer_overhead, "data_io": data_io}
+def dagnn_speed(res: dict, name: str) -> list[str]:
+    lines = [f"### DAGNN training epoch: ours vs the same model in PyG ({name})", "",
+             f"Machine: {_machine(res['machine'])}. One epoch = forward in train mode, NLL on the training nodes, "
+             "backward (benchmarks/dagnn_speed.py); medians of interleaved rounds, ms. `ours_sparse_x`: bag-of-words "
+             "features stored sparse (what `node_graph` does under 10 % density).", "",
+             "| graph | nodes | edges | K | ours | ours_sparse_x | pyg_mp | pyg_csr | best PyG / ours | "
+             "best PyG / ours_sparse_x |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in res["results"]:
+        ms = r["median_ms"]
+        sx = r.get("ratio_best_pyg_over_ours_sparse_x")
+        cells = [r["graph"], r["num_nodes"], r["num_edges"], r["K"], f"{ms['ours']:.1f}",
+                 f"{ms['ours_sparse_x']:.1f}" if "ours_sparse_x" in ms else "-", f"{ms['pyg_mp']:.1f}",
+                 f"{ms['pyg_csr']:.1f}", f"{r['ratio_best_pyg_over_ours']:.2f}", "-" if sx is None else f"{sx:.1f}"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines + [""]
+
+
+def lcm_speed(res: dict, name: str) -> list[str]:
+    lines = [f"### LCM and GRU aggregation: ours vs PyG ({name})", "",
+             f"Machine: {_machine(res['machine'])}. {res.get('note', '')} (benchmarks/lcm_speed.py). Times in ms, "
+             "forward / forward+backward; deviation = max |set alone - set inside the batch| (PyG pads with zeros "
+             "that go through the GRU).", "",
+             "| case | sets | elements | F | ours LCM | PyG LCM | PyG / ours | ours GRU | PyG GRU | PyG / ours | "
+             "deviation ours / PyG (LCM) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for c in res["cases"]:
+        f, fb, r = c["forward_ms"], c["forward_backward_ms"], c["pyg_over_sciml"]
+        dev = c["batch_composition_deviation"]
+        lines.append(
+            f"| {c['case']} | {c['num_sets']} | {c['num_elements']} | {c['channels']} | "
+            f"{f['sciml_lcm']:.1f} / {fb['sciml_lcm']:.1f} | {f['pyg_lcm']:.1f} / {fb['pyg_lcm']:.1f} | "
+            f"{r['forward']['lcm']:.2f} / {r['forward_backward']['lcm']:.2f} | "
+            f"{f['sciml_gru']:.1f} / {fb['sciml_gru']:.1f} | {f['pyg_gru']:.1f} / {fb['pyg_gru']:.1f} | "
+            f"{r['forward']['gru']:.2f} / {r['forward_backward']['gru']:.2f} | "
+            f"{dev['sciml_lcm']:.1e} / {dev['pyg_lcm']:.1e} |")
+    return lines + [""]
+
+
+RENDERERS = {"sparse_ops": sparse_ops, "trainer_overhead": trainer_overhead, "data_io": data_io,
+             "dagnn_speed": dagnn_speed, "lcm_speed": lcm_speed}
 
 
 def render() -> str:

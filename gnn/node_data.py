@@ -23,7 +23,7 @@ nodes. See docs/dagnn.md.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from torch_geometric.data import Data
 
 __all__ = ["normalize_features", "to_sparse_features", "largest_connected_component", "planetoid_random_split",
-           "per_class_split", "fraction_node_split", "node_graph"]
+           "per_class_split", "official_lcc_per_class_split", "fraction_node_split", "node_graph"]
 
 
 def normalize_features(x: Tensor) -> Tensor:
@@ -210,6 +210,35 @@ def per_class_split(y: Tensor, *, seed: int = 0, train_per_class: int = 20, val_
     return _masks(y.numel(), y.device, train, val, test)
 
 
+def official_lcc_per_class_split(y: Tensor, lcc: Tensor, *, seed: int = 0, train_per_class: int = 20,
+                                 val_per_class: int = 30) -> tuple[Tensor, Tensor, Tensor]:
+    """The per-class split as DAGNN's official code draws it with the largest connected component
+    (divelab/DeeperGNN ``random_coauthor_amazon_splits``, the protocol behind its Amazon numbers): the nodes of each
+    class are found as *positions* in the list of LCC nodes (ascending ids), and those positions are then used as
+    node ids of the whole, unreduced graph. So the split is not 20/30 per class of the LCC: it is 20/30 random
+    positions per class, whose nodes have whatever class (and component) sits at that id; test = every other
+    position. Use :func:`per_class_split` with ``nodes=lcc`` for the intended split.
+
+    Args:
+        y: ``[N]`` integer classes of the whole graph.
+        lcc: ascending node ids of the largest connected component (:func:`largest_connected_component`).
+        seed, train_per_class, val_per_class: as :func:`per_class_split`.
+
+    Returns:
+        boolean ``train_mask, val_mask, test_mask`` of shape ``[N]`` (disjoint; all ids below ``len(lcc)``).
+    """
+    lcc = lcc.to(device=y.device, dtype=torch.long)
+    positions = torch.arange(lcc.numel(), device=y.device)
+    relabelled = y[lcc]                  # class of the LCC node at each position
+    g = torch.Generator().manual_seed(int(seed))
+    k = train_per_class + val_per_class
+    perms = _class_permutations(relabelled.cpu(), positions.cpu(), g, k, "official_lcc_per_class_split")
+    train = torch.cat([p[:train_per_class] for p in perms])
+    val = torch.cat([p[train_per_class:k] for p in perms])
+    test = torch.cat([p[k:] for p in perms])
+    return _masks(y.numel(), y.device, train, val, test)   # positions used as ids of the whole graph (the bug)
+
+
 def fraction_node_split(num_nodes: int, split_index: int, *, num_folds: int = 5, val_fraction: float = 0.2,
                         seed: int = 101, device: Any = None) -> tuple[Tensor, Tensor, Tensor]:
     r"""Boolean ``(train, val, test)`` masks of split ``split_index`` of the ForwardGNN protocol (Park et al., ICLR
@@ -249,7 +278,7 @@ def node_graph(path: str | os.PathLike, *, split: Literal["public", "random", "p
                seed: int = 0, normalize: bool = True, lcc: bool = False, sparse_features: bool | None = None,
                graph: int = 0, group: str = "train", train_per_class: int = 20, val_per_class: int = 30,
                num_val: int = 500, num_test: int = 1000, split_index: int = 0, num_folds: int = 5,
-               val_fraction: float = 0.2) -> "Data":
+               val_fraction: float = 0.2, official_lcc_indexing: bool = False) -> "Data":
     """One node-classification graph from a sciml-h5 ``graphs`` file (``sciml data convert planetoid|npz_graph``),
     with the split, feature normalisation and largest-connected-component options of the DAGNN / PyG benchmark
     protocol. Registered as the data builder ``node_graph``::
@@ -279,6 +308,9 @@ def node_graph(path: str | os.PathLike, *, split: Literal["public", "random", "p
         group: the HDF5 split group holding the graph. (default: ``"train"``)
         train_per_class, val_per_class, num_val, num_test, split_index, num_folds, val_fraction: split sizes and
             fold (see ``split``).
+        official_lcc_indexing: with ``split="per_class"`` and ``lcc=True``, draw the split as DAGNN's official code
+            does (:func:`official_lcc_per_class_split`: LCC positions used as node ids, the graph not reduced) to
+            compare with its Amazon numbers; not a correct LCC protocol. (default: ``False``)
 
     Returns:
         a PyG ``Data`` with ``x``, ``edge_index``, ``y``, ``train_mask``, ``val_mask``, ``test_mask``.
@@ -307,9 +339,15 @@ def node_graph(path: str | os.PathLike, *, split: Literal["public", "random", "p
         if missing:
             raise ConfigError(f"node_graph: split='public' needs the masks stored in {path}, which lacks "
                               f"{', '.join(missing)}; use split='random' or 'per_class'")
+    if official_lcc_indexing and not (lcc and split == "per_class"):
+        raise ConfigError("node_graph: official_lcc_indexing=True needs split='per_class' and lcc=True")
+    official_lcc = None
     if lcc:
         keep = largest_connected_component(data.edge_index, data.num_nodes)
-        data = data.subgraph(keep)
+        if official_lcc_indexing:
+            official_lcc = keep    # the whole graph stays; only the split uses the component
+        else:
+            data = data.subgraph(keep)
     x = data.x.float()
     if normalize:
         x = normalize_features(x)
@@ -319,6 +357,9 @@ def node_graph(path: str | os.PathLike, *, split: Literal["public", "random", "p
     if split == "random":
         masks = planetoid_random_split(data.y, seed=seed, train_per_class=train_per_class, num_val=num_val,
                                        num_test=num_test)
+    elif official_lcc is not None:
+        masks = official_lcc_per_class_split(data.y, official_lcc, seed=seed, train_per_class=train_per_class,
+                                             val_per_class=val_per_class)
     elif split == "per_class":
         masks = per_class_split(data.y, seed=seed, train_per_class=train_per_class, val_per_class=val_per_class)
     elif split == "fraction":

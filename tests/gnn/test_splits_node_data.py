@@ -12,7 +12,7 @@ from torch_geometric.data import Data
 
 from sciml.errors import ConfigError, ShapeError
 from sciml.gnn.node_data import (fraction_node_split, largest_connected_component, node_graph, normalize_features,
-                                 per_class_split, planetoid_random_split)
+                                 official_lcc_per_class_split, per_class_split, planetoid_random_split)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 
@@ -130,9 +130,14 @@ def test_lcc_split_is_correct_where_the_official_code_is_not():
     assert bool(in_lcc[train].all()) and bool(in_lcc[val].all()) and bool(in_lcc[test].all())
     assert [int((y[train] == c).sum()) for c in range(4)] == [20] * 4
     assert [int((y[val] == c).sum()) for c in range(4)] == [30] * 4
-    bug_train, _ = official_per_class_split_with_lcc_bug(y, lcc, torch.Generator().manual_seed(0))
+    bug_train, bug_val = official_per_class_split_with_lcc_bug(y, lcc, torch.Generator().manual_seed(0))
     assert not bool(in_lcc[bug_train].all())                     # the official code selects nodes outside the LCC
     assert int(bug_train.max()) < lcc.numel()                   # and only ids below |LCC|
+    # official_lcc_per_class_split replicates it, draw for draw
+    o_train, o_val, o_test = official_lcc_per_class_split(y, lcc, seed=0)
+    assert torch.equal(o_train, torch.zeros(n, dtype=torch.bool).index_fill_(0, bug_train, True))
+    assert torch.equal(o_val, torch.zeros(n, dtype=torch.bool).index_fill_(0, bug_val, True))
+    assert torch.equal(o_train | o_val | o_test, torch.arange(n) < lcc.numel())
 
 
 # ----------------------------------------------------------------------------------------- the data builder
@@ -172,6 +177,11 @@ def test_node_graph_builder_options(tmp_path):
     assert pc.num_nodes == 250 and pc.edge_index.max() < 250   # the LCC, relabelled
     assert [int((pc.y[pc.val_mask] == c).sum()) for c in range(3)] == [30] * 3
     assert int((pc.train_mask | pc.val_mask | pc.test_mask).sum()) == 250
+    off = node_graph(path, split="per_class", lcc=True, official_lcc_indexing=True, seed=0)
+    assert off.num_nodes == 260                                  # the graph is not reduced
+    assert torch.equal(off.train_mask, official_lcc_per_class_split(off.y, torch.arange(1, 251), seed=0)[0])
+    with pytest.raises(ConfigError, match="official_lcc_indexing"):
+        node_graph(path, split="per_class", official_lcc_indexing=True)
     fr = node_graph(path, split="fraction", split_index=3)
     for got, want in zip((fr.train_mask, fr.val_mask, fr.test_mask), fraction_node_split(260, 3)):
         assert torch.equal(got, want)
