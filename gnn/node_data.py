@@ -228,15 +228,10 @@ def official_lcc_per_class_split(y: Tensor, lcc: Tensor, *, seed: int = 0, train
         boolean ``train_mask, val_mask, test_mask`` of shape ``[N]`` (disjoint; all ids below ``len(lcc)``).
     """
     lcc = lcc.to(device=y.device, dtype=torch.long)
-    positions = torch.arange(lcc.numel(), device=y.device)
-    relabelled = y[lcc]                  # class of the LCC node at each position
-    g = torch.Generator().manual_seed(int(seed))
-    k = train_per_class + val_per_class
-    perms = _class_permutations(relabelled.cpu(), positions.cpu(), g, k, "official_lcc_per_class_split")
-    train = torch.cat([p[:train_per_class] for p in perms])
-    val = torch.cat([p[train_per_class:k] for p in perms])
-    test = torch.cat([p[k:] for p in perms])
-    return _masks(y.numel(), y.device, train, val, test)   # positions used as ids of the whole graph (the bug)
+    # the split of the LCC's positions (classes y[lcc]) ...
+    masks = per_class_split(y[lcc], seed=seed, train_per_class=train_per_class, val_per_class=val_per_class)
+    # ... read as masks over the node ids of the whole graph (the bug): padded with False beyond len(lcc)
+    return tuple(torch.cat([m, m.new_zeros(y.numel() - m.numel())]) for m in masks)  # type: ignore[return-value]
 
 
 def fraction_node_split(num_nodes: int, split_index: int, *, num_folds: int = 5, val_fraction: float = 0.2,
