@@ -25,7 +25,6 @@ with ``depth=k``). See ``docs/forwardgnn.md``.
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -36,7 +35,7 @@ from sciml.errors import ConfigError, ShapeError
 from sciml.gnn.convs import make_conv
 from sciml.gnn.forwardgnn_common import (ForwardLayer, GreedyForwardTask, PreparedTask, class_dot_logits,
                                          ff_goodness, ff_loss, l2_normalize_rows, random_wrong_classes,
-                                         virtual_node_edges)
+                                         fit_full_batch, virtual_node_edges)
 
 __all__ = ["NODE_VARIANTS", "ForwardGNN", "BackpropGNN", "NodeForwardTask", "FFLabelAppendingTask",
            "FFVirtualNodeTask", "SingleForwardTask", "SFTop2LossTask", "SFTop2InputTask", "make_node_task",
@@ -700,7 +699,6 @@ def train_node_classifier(data: Any, *, variant: str, conv: str = "gcn", num_lay
         evaluation), the others only ``L``. Accuracies are fractions.
     """
     from sciml.gnn.tasks import NodeClassification
-    from sciml.train import EarlyStopping, Trainer
 
     torch.manual_seed(seed)
     num_classes = int(data.y.max()) + 1
@@ -708,23 +706,16 @@ def train_node_classifier(data: Any, *, variant: str, conv: str = "gcn", num_lay
         model: nn.Module = BackpropGNN(data.num_features, num_classes, conv=conv, hidden_channels=hidden_channels,
                                        num_layers=num_layers, heads=heads)
         task: Any = NodeClassification()
-        strategy: dict[str, Any] = {"strategy": "backprop"}
     else:
         model = ForwardGNN(data.num_features, num_classes, variant=variant, conv=conv,
                            hidden_channels=hidden_channels, num_layers=num_layers, heads=heads)
         task = make_node_task(variant, **(task_kwargs or {}))
-        mode = "simultaneous" if variant in _SIMULTANEOUS else "greedy"
-        strategy = {"strategy": "layer_local", "layer_local_mode": mode}
         if variant == "sf_top2loss" and grad_clip is None:
             grad_clip = 1.0
-    trainer = Trainer(model, task, train_data=[data], val_data=[data], optimizer="adam", lr=lr,
-                      weight_decay=weight_decay, max_epochs=max_epochs, val_every=val_every,
-                      early_stopping=EarlyStopping(monitor="val_acc", mode="max", patience=patience),
-                      grad_clip=grad_clip, seed=seed, run_dir=run_dir, progress=progress, device="cpu"
-                      if not data.x.is_cuda else "auto", **strategy, **(trainer_kwargs or {}))
-    t0 = time.perf_counter()
-    summary = trainer.fit()
-    elapsed = time.perf_counter() - t0
+    summary, elapsed = fit_full_batch(model, task, data, monitor="val_acc", lr=lr, weight_decay=weight_decay,
+                                      max_epochs=max_epochs, val_every=val_every, patience=patience, seed=seed,
+                                      grad_clip=grad_clip, run_dir=run_dir, progress=progress,
+                                      **(trainer_kwargs or {}))
     model.eval()
     depths: dict[int, dict[str, float]] = {}
     with torch.no_grad():
@@ -732,7 +723,7 @@ def train_node_classifier(data: Any, *, variant: str, conv: str = "gcn", num_lay
             pred = model(data.x, data.edge_index).argmax(dim=1)
             depths[num_layers] = {"test_acc": _accuracy(pred, data.y, data.test_mask),
                                   "val_acc": _accuracy(pred, data.y, data.val_mask)}
-        elif mode == "greedy":
+        elif variant not in _SIMULTANEOUS:
             for d in range(1, num_layers + 1):
                 depths[d] = {"test_acc": task.evaluate(model, data, depth=d, which="test")["acc"],
                              "val_acc": task.evaluate(model, data, depth=d, which="val")["acc"]}

@@ -19,7 +19,6 @@ Data: :func:`link_split` (64/16/20 split of the undirected edges with one fixed 
 from __future__ import annotations
 
 import random
-import time
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ from torch.nn import functional as F
 
 from sciml.errors import ConfigError, ShapeError
 from sciml.gnn.forwardgnn import SFTop2InputTask
-from sciml.gnn.forwardgnn_common import ForwardLayer, GreedyForwardTask, ff_logits
+from sciml.gnn.forwardgnn_common import ForwardLayer, GreedyForwardTask, ff_logits, fit_full_batch
 from sciml.train import Task
 
 __all__ = ["LINK_VARIANTS", "roc_auc", "link_split", "ForwardLinkGNN", "LinkForwardTask", "LinkTopDownTask",
@@ -302,7 +301,6 @@ def train_link_predictor(split: Any, *, variant: str, conv: str = "gcn", num_lay
         dict: ``{"variant", "depths": {k: {"test_auc", "val_auc"}}, "train_time_s", "phases", "model", "task"}``.
     """
     from sciml.gnn.forwardgnn import BackpropGNN
-    from sciml.train import EarlyStopping, Trainer
 
     torch.manual_seed(seed)
     wd = (0.0 if variant == "ce_topdown" else 5e-4) if weight_decay is None else weight_decay
@@ -310,20 +308,13 @@ def train_link_predictor(split: Any, *, variant: str, conv: str = "gcn", num_lay
         model: nn.Module = BackpropGNN(split.num_features, None, conv=conv, hidden_channels=hidden_channels,
                                        num_layers=num_layers, heads=heads)
         task: Any = BackpropLinkTask()
-        strategy: dict[str, Any] = {"strategy": "backprop"}
     else:
         model = ForwardLinkGNN(split.num_features, variant=variant, conv=conv, hidden_channels=hidden_channels,
                                num_layers=num_layers, heads=heads)
         task = LinkTopDownTask() if variant == "ce_topdown" else LinkForwardTask(loss=variant)
-        strategy = {"strategy": "layer_local",
-                    "layer_local_mode": "simultaneous" if variant == "ce_topdown" else "greedy"}
-    trainer = Trainer(model, task, train_data=[split], val_data=[split], optimizer="adam", lr=lr, weight_decay=wd,
-                      max_epochs=max_epochs, val_every=val_every,
-                      early_stopping=EarlyStopping(monitor="val_auc", mode="max", patience=patience), seed=seed,
-                      progress=progress, device="cpu", **strategy)
-    t0 = time.perf_counter()
-    summary = trainer.fit()
-    elapsed = time.perf_counter() - t0
+    summary, elapsed = fit_full_batch(model, task, split, monitor="val_auc", lr=lr, weight_decay=wd,
+                                      max_epochs=max_epochs, val_every=val_every, patience=patience, seed=seed,
+                                      progress=progress, device="cpu")
     depths: dict[int, dict[str, float]] = {}
     if variant in ("ce", "ff"):
         for d in range(1, num_layers + 1):
