@@ -24,6 +24,16 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stam
     "$PY" -m pip install -q -e ".[test]"
     touch "$stamp"
 fi
+if [ "${1:-}" = "test" ] && [ ! -f "$VENV/.sciml-dgl" ]; then
+    # the optional DGL extra, for its interop tests (they skip without it). Best effort: dgl 2.1.0 is the last Linux
+    # wheel on PyPI (docs/dgl.md); torch is already pinned above, so nothing is up- or downgraded.
+    echo "[bootstrap] installing the dgl extra" >&2
+    if "$PY" -m pip install -q -e ".[test,dgl]"; then
+        touch "$VENV/.sciml-dgl"
+    else
+        echo "[bootstrap] the dgl extra did not install: the DGL interop tests will skip" >&2
+    fi
+fi
 
 job=${1:-}
 shift || true

@@ -24,5 +24,6 @@ for _name, _path in (
     ("neuraloperator_pt", "sciml.datasets.sources.torch_pt:convert_neuraloperator_pt"),
     ("matlab", "sciml.datasets.sources.matlab:convert_matlab"),
     ("npz_fields", "sciml.datasets.sources.npz_arrays:convert_npz_fields"),
+    ("dgl", "sciml.datasets.sources.dgl_graphs:convert_dgl"),
 ):
     CONVERTERS.register_lazy(_name, _path, runtime=("path", "shard"))

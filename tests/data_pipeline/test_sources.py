@@ -52,7 +52,7 @@ def same_graph(ref, got):
 def test_registry_names_and_signatures():
     import inspect
     assert set(CONVERTERS.names()) == {"planetoid", "npz_graph", "tudataset", "uea_ts", "ase", "neuraloperator_pt",
-                                       "matlab", "npz_fields"}
+                                       "matlab", "npz_fields", "dgl"}
     from sciml.config.schema import section_class
     for name in CONVERTERS.names():
         if name == "ase" and not _has("ase"):
