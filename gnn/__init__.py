@@ -13,6 +13,7 @@ from sciml.gnn.convs import GATConv, GCNConv, SAGEConv  # noqa: E402
 from sciml.gnn.dagnn import DAGNN  # noqa: E402
 from sciml.gnn.forwardgnn import BackpropGNN, ForwardGNN, make_node_task, train_node_classifier  # noqa: E402
 from sciml.gnn.forwardgnn_linkpred import ForwardLinkGNN, link_split, roc_auc, train_link_predictor  # noqa: E402
+from sciml.gnn.gemnet_oc import GemNetOC  # noqa: E402
 from sciml.gnn.node_data import node_graph  # noqa: E402
 from sciml.gnn.tasks import NodeClassification  # noqa: E402
 
@@ -20,4 +21,5 @@ __all__ = ["APPNP", "DAGNN", "GCN", "MLP", "SGC", "NodeClassification", "node_gr
            "AggrConv", "GRUAggregation", "LCMAggregation", "SegmentAggregation", "aggregation_from_name",
            "GCNConv", "SAGEConv", "GATConv",
            "ForwardGNN", "BackpropGNN", "make_node_task", "train_node_classifier",
-           "ForwardLinkGNN", "link_split", "roc_auc", "train_link_predictor"]
+           "ForwardLinkGNN", "link_split", "roc_auc", "train_link_predictor",
+           "GemNetOC"]

@@ -1,0 +1,52 @@
+"""The GemNet-OC experiment script: the linear baseline against a hand computation (fast) and a --quick smoke run
+(slow; no accuracy asserted)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+DATA = os.environ.get("SCIML_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_sciml_bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_linear_baseline_is_sum_of_reference_energies():
+    from torch_geometric.data import Batch, Data
+
+    bench = _load("gemnet_oc_s2ef")
+    ref = torch.zeros(84, dtype=torch.float64)
+    ref[1], ref[8], ref[29] = -0.5, -4.0, -3.0
+    items = [Data(z=torch.tensor([29, 29, 8]), pos=torch.zeros(3, 3), num_nodes=3),
+             Data(z=torch.tensor([8, 1, 1]), pos=torch.zeros(3, 3), num_nodes=3)]
+    out = bench.LinearBaseline(ref, mean=0.25)(Batch.from_data_list(items))
+    assert torch.allclose(out["energy"], torch.tensor([-10.0 + 0.25, -5.0 + 0.25], dtype=torch.float64))
+    assert torch.equal(out["forces"], torch.zeros(6, 3))
+
+
+@pytest.mark.slow
+def test_s2ef_quick_runs(tmp_path):
+    pytest.importorskip("ase")
+    datasets = ["emt"] + (["oc20"] if (Path(DATA) / "molecular" / "oc20_relaxation_trajs").exists() else [])
+    out = tmp_path / "gemnet_oc_s2ef.json"
+    env = dict(os.environ, PYTHONSAFEPATH="1")
+    proc = subprocess.run([sys.executable, str(BENCH / "gemnet_oc_s2ef.py"), "--quick", "--out", str(out),
+                           "--data-root", DATA, "--datasets", *datasets], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["runs"]) == {f"{d}/{m}" for d in datasets for m in ("linear", "schnet", "gemnet_oc")}
+    for run in result["runs"].values():
+        assert 0 <= run["efwt"] <= 1 and run["force_mae"] >= 0 and -1 <= run["force_cos"] <= 1
