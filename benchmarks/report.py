@@ -168,8 +168,34 @@ def lcm_speed(res: dict, name: str) -> list[str]:
     return lines + [""]
 
 
+def ode_solver_speed(res: dict, name: str) -> list[str]:
+    lines = [f"### Neural-ODE solvers: our Tsit5/Dopri5 vs torchdiffeq dopri5 ({name})", "",
+             f"Machine: {_machine(res['machine'])}. Solve of a tanh-MLP field (benchmarks/ode_solver_speed.py) at "
+             f"rtol = atol = {res['config']['tol']}; medians of interleaved rounds, ms / NFE. Ratio = torchdiffeq / "
+             "ours (>= 1: ours not slower). `dopri5 I`: our Dopri5 with torchdiffeq's integral controller (same "
+             "NFE); the others use our default PI controller (more steps after the small initial step on these "
+             "short solves). Diagnostics overhead: Tsit5 recording differentiable EEst/stiffness vs not.", "",
+             "| case | mode | torchdiffeq dopri5 | ours dopri5 (PI) | ours dopri5 I | ours tsit5 (PI) | "
+             "ratio per solve PI / I / tsit5 | ratio per NFE PI / I / tsit5 | diagnostics overhead |",
+             "|---|---|---:|---:|---:|---:|---|---|---:|"]
+    keys = ("sciml_dopri5", "sciml_dopri5_i", "sciml_tsit5")
+    for c in res["cases"]:
+        for mode in ("forward", "forward_backward"):
+            r = c[mode]
+
+            def cell(k: str) -> str:
+                return f"{r[k]['median_s'] * 1e3:.1f} / {r[k]['nfe']}"
+
+            lines.append(f"| {c['name']} | {mode} | {cell('torchdiffeq_dopri5')} | {cell('sciml_dopri5')} | "
+                         f"{cell('sciml_dopri5_i')} | {cell('sciml_tsit5')} | "
+                         + " / ".join(f"{r[k]['ratio_per_solve']:.2f}" for k in keys) + " | "
+                         + " / ".join(f"{r[k]['ratio_per_nfe']:.2f}" for k in keys)
+                         + f" | {r['diagnostics_overhead'] * 100:+.1f}% |")
+    return lines + [""]
+
+
 RENDERERS = {"sparse_ops": sparse_ops, "trainer_overhead": trainer_overhead, "data_io": data_io,
-             "dagnn_speed": dagnn_speed, "lcm_speed": lcm_speed}
+             "dagnn_speed": dagnn_speed, "lcm_speed": lcm_speed, "ode_solver_speed": ode_solver_speed}
 
 
 def render() -> str:

@@ -312,10 +312,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp and self.amp_dtype == torch.float16 else None
         self.ema = ExponentialMovingAverage(self.model, ema) if ema is not None else None
 
-        self._one = torch.ones(1, device=dev)
+        self._one = torch.ones(1, device=dev, dtype=torch.float32)  # the fused check needs float32 (any default dtype)
         # [non-finite found, preemption signal]: read once per step; zero between steps (reset after each read
         # that found something), so the common step pays no reset
-        self._flags = torch.zeros(2, device=dev)
+        self._flags = torch.zeros(2, device=dev, dtype=torch.float32)
         self._found = self._flags[:1]
         self._step_losses: list[tuple[str, Tensor, int]] = []
         self._micro = 0

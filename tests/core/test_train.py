@@ -66,6 +66,26 @@ def test_backprop_equals_hand_written_loop_exactly():
         assert torch.equal(a, b)
 
 
+def test_float64_default_dtype_trains_and_still_catches_nan():
+    """Under torch.set_default_dtype(torch.float64) (neural ODE and atomistic work) the fused non-finite check and
+    its flags keep working: a float64 model trains, and a NaN loss still stops the run."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        ds = regression_data()
+        ds = TensorDataset(*(t.double() for t in ds.tensors))
+        model = linear().double()
+        before = copy.deepcopy(model.state_dict())
+        Trainer(model, SupervisedTask("mse"), train_data=ds, batch_size=6, max_steps=3, **quiet()).fit()
+        assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+        bad = TensorDataset(ds.tensors[0], torch.full_like(ds.tensors[1], float("nan")))
+        with pytest.raises(NonFiniteError, match="non-finite loss"):
+            Trainer(linear().double(), SupervisedTask("mse"), train_data=bad, batch_size=6, max_steps=3,
+                    **quiet()).fit()
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def test_max_steps_counts_optimizer_steps_and_epochs_carry_on():
     ds = regression_data(n=10)
     summary = Trainer(linear(), SupervisedTask(), train_data=ds, batch_size=4, max_steps=7, **quiet()).fit()
