@@ -194,8 +194,21 @@ def ode_solver_speed(res: dict, name: str) -> list[str]:
     return lines + [""]
 
 
+def operators_speed(res: dict, name: str) -> list[str]:
+    sys.path.insert(0, str(HERE))
+    try:
+        import operators_tables
+    finally:
+        sys.path.remove(str(HERE))
+    return [f"### MgNO / SineNet vs FNO and U-Net at matched parameters ({name})", "",
+            f"Machine: {_machine(res['machine'])}. Training step and inference time per batch, medians "
+            "(benchmarks/operators_speed.py); ratio = the row's time over the group's reference model; peak memory "
+            "above the process baseline.", "", *operators_tables.speed(RESULTS / name), ""]
+
+
 RENDERERS = {"sparse_ops": sparse_ops, "trainer_overhead": trainer_overhead, "data_io": data_io,
-             "dagnn_speed": dagnn_speed, "lcm_speed": lcm_speed, "ode_solver_speed": ode_solver_speed}
+             "dagnn_speed": dagnn_speed, "lcm_speed": lcm_speed, "ode_solver_speed": ode_solver_speed,
+             "operators_speed": operators_speed}
 
 
 def render() -> str:
@@ -205,7 +218,7 @@ def render() -> str:
              "medians). Re-run a benchmark with `sciml bench NAME` (see the script's `--help`), then regenerate.", ""]
     for path in sorted(RESULTS.glob("*.json")):
         res = json.loads(path.read_text())
-        renderer = RENDERERS.get(res.get("benchmark"))
+        renderer = RENDERERS.get(res.get("benchmark") or path.stem)
         if renderer is not None:
             lines += renderer(res, path.name)
     return "\n".join(lines).rstrip() + "\n"

@@ -124,7 +124,9 @@ class ExponentialMovingAverage:
         if not 0.0 <= decay < 1.0:
             raise ConfigError(f"ema decay must be in [0, 1), got {decay}")
         self.decay = decay
-        self.shadow: dict[str, torch.Tensor] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        # tensors only: a module's non-tensor extra state is not averaged
+        self.shadow: dict[str, torch.Tensor] = {k: v.detach().clone() for k, v in model.state_dict().items()
+                                                if isinstance(v, torch.Tensor)}
         self._pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._swap_pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._model = model
@@ -169,8 +171,8 @@ class ExponentialMovingAverage:
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
-        """Load the averaged weights into ``model``."""
-        model.load_state_dict(self.shadow)
+        """Load the averaged weights into ``model`` (its non-tensor extra state stays as it is)."""
+        model.load_state_dict({**model.state_dict(), **self.shadow})
 
     @torch.no_grad()
     def copy_from(self, state: dict[str, torch.Tensor]) -> None:

@@ -130,7 +130,12 @@ def _build_scheduler(name: str, spec: Any, optimizer: Optimizer, total: int | No
         return _construct(S.LinearLR, "scheduler_kwargs", "scheduler", optimizer, **kwargs)
     if name == "onecycle":
         kwargs.setdefault("max_lr", [g["lr"] for g in optimizer.param_groups])
-        if "total_steps" not in kwargs:
+        if "total_steps" not in kwargs and not ("epochs" in kwargs and "steps_per_epoch" in kwargs):
             kwargs["total_steps"] = need_total()
+        warmup = float(kwargs.get("pct_start", 0.3)) * kwargs.get("total_steps", 0) - 1
+        if "total_steps" in kwargs and warmup <= 0:  # torch divides by this: ZeroDivisionError at the first step
+            raise ConfigError(f"scheduler 'onecycle': pct_start * total_steps - 1 = {warmup:g} (total_steps="
+                              f"{kwargs['total_steps']}); its warm-up needs at least 2 scheduler steps: raise "
+                              "scheduler_kwargs.pct_start or the run length")
         return _construct(S.OneCycleLR, "scheduler_kwargs", "scheduler", optimizer, **kwargs)
     return _construct(S.ReduceLROnPlateau, "scheduler_kwargs", "scheduler", optimizer, **kwargs)

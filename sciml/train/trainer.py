@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import numbers
@@ -62,6 +63,17 @@ def _require_int(value: Any, key: str, minimum: int, *, optional: bool = False) 
 
 
 _EARLY_STOPPING_KEYS = [f.name for f in dataclasses.fields(EarlyStopping) if f.init]
+
+
+def _snapshot(state: dict[str, Any]) -> dict[str, Any]:
+    """A detached copy of a state dict; non-tensor entries (a module's extra state) are deep-copied."""
+    return {k: v.detach().clone() if isinstance(v, Tensor) else copy.deepcopy(v) for k, v in state.items()}
+
+
+def _finite_check_view(t: Tensor) -> Tensor:
+    """``t`` as the fused non-finite check takes it: complex tensors as their real view (the CPU kernel has no
+    complex types; a complex number is non-finite iff a part is)."""
+    return torch.view_as_real(t) if t.is_complex() else t
 
 
 def _total_norm(grads: list[Tensor]) -> Tensor:
@@ -583,11 +595,12 @@ class Trainer:
         found = self._found
         if tensors:  # GradScaler's fused inf/NaN scan (multiplies by exactly 1.0): the cheapest check measured
             dtype = tensors[0].dtype
-            if all(t.dtype == dtype for t in tensors):
+            if all(t.dtype == dtype for t in tensors) and not dtype.is_complex:
                 torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, self._one)
-            else:  # one call per dtype, as GradScaler does
+            else:  # one call per dtype, as GradScaler does (complex tensors through their real view)
                 by_dtype: dict[torch.dtype, list[Tensor]] = {}
                 for t in tensors:
+                    t = _finite_check_view(t)
                     by_dtype.setdefault(t.dtype, []).append(t)
                 for group in by_dtype.values():
                     torch._amp_foreach_non_finite_check_and_unscale_(group, found, self._one)
@@ -686,8 +699,10 @@ class Trainer:
         if es is not None:
             improved, should_stop = es.update(metrics, s.step)
             if improved and es.restore_best:
-                src = self.ema.shadow if self.ema is not None else self.model.state_dict()
-                self._best_state = {k: v.detach().clone() for k, v in src.items()}
+                src = self.model.state_dict()
+                if self.ema is not None:  # the averaged tensors; the model's non-tensor extra state as it is
+                    src = {**src, **self.ema.shadow}
+                self._best_state = _snapshot(src)
             stop = "early_stopping" if should_stop else ""
         for i, sched in enumerate(self.schedulers):
             if sched is not None and self._plateau[i] and i in self._active():
@@ -878,7 +893,8 @@ class Trainer:
         if self.early_stopping is not None and payload.get("early_stopping") is not None:
             self.early_stopping.load_state_dict(payload["early_stopping"])
         best = payload.get("best_model")
-        self._best_state = {k: v.to(self.device) for k, v in best.items()} if best is not None else None
+        self._best_state = ({k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in best.items()}
+                            if best is not None else None)
         self.task.load_state_dict(payload.get("task") or {})
         self.state = state
         windows = payload.get("metrics_windows") or []

@@ -86,6 +86,56 @@ def test_float64_default_dtype_trains_and_still_catches_nan():
         torch.set_default_dtype(previous)
 
 
+class _ComplexWithExtraState(nn.Module):
+    """A complex-weighted layer (an FNO-like spectral weight) whose state dict also holds a non-tensor extra
+    state (as neuraloperator's modules do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(3, 1, dtype=torch.complex64) * 0.1)
+        self.meta = {"name": "spectral"}
+
+    def forward(self, x):
+        return (x.to(torch.complex64) @ self.w).real
+
+    def get_extra_state(self):
+        return dict(self.meta)
+
+    def set_extra_state(self, state):
+        self.meta = dict(state)
+
+
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_complex_parameters_and_non_tensor_extra_state(ema, tmp_path):
+    """Complex gradients go through the fused non-finite check (as their real view), a NaN in them is still
+    caught, and best-weight restoring (with or without EMA, and after a resume) keeps the extra state."""
+    ds = regression_data()
+    model = _ComplexWithExtraState()
+    tr = Trainer(model, SupervisedTask("mse"), train_data=ds, val_data=ds, batch_size=6, max_epochs=3, ema=ema,
+                 early_stopping={"monitor": "val_loss", "mode": "min", "patience": 5, "restore_best": True},
+                 run_dir=tmp_path / "run", **quiet())
+    best = tr.fit()["best"]
+    assert model.meta == {"name": "spectral"} and best is not None
+    state = Trainer(_ComplexWithExtraState(), SupervisedTask("mse"), train_data=ds, val_data=ds, batch_size=6,
+                    max_epochs=3, ema=ema, run_dir=tmp_path / "run",
+                    early_stopping={"monitor": "val_loss", "mode": "min", "patience": 5, "restore_best": True},
+                    **quiet())
+    assert state.fit()["status"] != "preempted"   # resumes the finished run from its checkpoint
+    nan_model = _ComplexWithExtraState()
+    nan_model.w.register_hook(lambda g: g * float("nan"))
+    with pytest.raises(NonFiniteError, match="'w'"):
+        Trainer(nan_model, SupervisedTask("mse"), train_data=ds, batch_size=6, max_steps=2, **quiet()).fit()
+
+
+def test_onecycle_too_short_is_a_config_error():
+    ds = regression_data()
+    with pytest.raises(ConfigError, match="pct_start"):
+        Trainer(linear(), SupervisedTask("mse"), train_data=ds, batch_size=6, max_epochs=5, scheduler="onecycle",
+                scheduler_interval="epoch", scheduler_kwargs={"pct_start": 0.2}, **quiet())
+    Trainer(linear(), SupervisedTask("mse"), train_data=ds, batch_size=6, max_epochs=5, scheduler="onecycle",
+            scheduler_interval="epoch", scheduler_kwargs={"pct_start": 0.5}, **quiet()).fit()
+
+
 def test_max_steps_counts_optimizer_steps_and_epochs_carry_on():
     ds = regression_data(n=10)
     summary = Trainer(linear(), SupervisedTask(), train_data=ds, batch_size=4, max_steps=7, **quiet()).fit()
