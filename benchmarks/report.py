@@ -206,9 +206,31 @@ def operators_speed(res: dict, name: str) -> list[str]:
             "above the process baseline.", "", *operators_tables.speed(RESULTS / name), ""]
 
 
+def rqgnn_speed(res: dict, name: str) -> list[str]:
+    t, cfg = res["runs"]["time"], res["config"]
+    lines = [f"### RQGNN training epoch vs the official code ({name})", "",
+             f"Machine: {_machine(res['machine'])}. One training epoch on {cfg['dataset']} (benchmarks/rqgnn_speed.py, "
+             f"batch {cfg['batch']}, {cfg['threads']} thread), medians of interleaved rounds; memory = RSS growth "
+             "during training. The official code rebuilds its batches every epoch "
+             f"({t.get('official_batch_build_s_last')} s of its last epoch).", "",
+             "| implementation | s / epoch | official / this | training memory growth (MiB) |", "|---|---:|---:|---:|"]
+    mem = {v["peer"]: v for k, v in res["runs"].items() if k.startswith("memory/")}
+    rows = (("ours, frozen filters", "ours_frozen", "ratio_official_over_ours_frozen", "ours:frozen_random"),
+            ("ours, trainable filters", "ours_trainable", "ratio_official_over_ours_trainable", "ours:trainable"),
+            ("official (xydong127/RQGNN)", "official", None, "official"))
+    for label, key, ratio, peer in rows:
+        if key not in t:
+            continue
+        m = mem.get(peer, {}).get("train_increment_mib")
+        lines.append(f"| {label} | {t[key]['median_s']:.3f} | {t[ratio]:.1f} |" if ratio else
+                     f"| {label} | {t[key]['median_s']:.3f} | 1 |")
+        lines[-1] += f" {'-' if m is None else f'{m:.0f}'} |"
+    return lines + [""]
+
+
 RENDERERS = {"sparse_ops": sparse_ops, "trainer_overhead": trainer_overhead, "data_io": data_io,
              "dagnn_speed": dagnn_speed, "lcm_speed": lcm_speed, "ode_solver_speed": ode_solver_speed,
-             "operators_speed": operators_speed}
+             "operators_speed": operators_speed, "rqgnn_speed_cpu": rqgnn_speed}
 
 
 def render() -> str:

@@ -14,6 +14,10 @@ from sciml.gnn.dagnn import DAGNN  # noqa: E402
 from sciml.gnn.forwardgnn import BackpropGNN, ForwardGNN, make_node_task, train_node_classifier  # noqa: E402
 from sciml.gnn.forwardgnn_linkpred import ForwardLinkGNN, link_split, roc_auc, train_link_predictor  # noqa: E402
 from sciml.gnn.gemnet_oc import GemNetOC  # noqa: E402
+from sciml.gnn.graph_anomaly import (GINClassifier, GraphAnomalyTask, PackedGraphs,  # noqa: E402
+                                     class_balanced_focal_loss, stratified_split, synthetic_anomaly_graphs,
+                                     train_graph_anomaly)
+from sciml.gnn.rqgnn import RQGNN, ChebyshevFilterBank, rayleigh_quotient  # noqa: E402
 from sciml.gnn.node_data import node_graph  # noqa: E402
 from sciml.gnn.tasks import NodeClassification  # noqa: E402
 
@@ -22,4 +26,6 @@ __all__ = ["APPNP", "DAGNN", "GCN", "MLP", "SGC", "NodeClassification", "node_gr
            "GCNConv", "SAGEConv", "GATConv",
            "ForwardGNN", "BackpropGNN", "make_node_task", "train_node_classifier",
            "ForwardLinkGNN", "link_split", "roc_auc", "train_link_predictor",
-           "GemNetOC"]
+           "GemNetOC",
+           "RQGNN", "ChebyshevFilterBank", "rayleigh_quotient", "PackedGraphs", "GraphAnomalyTask", "GINClassifier",
+           "class_balanced_focal_loss", "stratified_split", "synthetic_anomaly_graphs", "train_graph_anomaly"]

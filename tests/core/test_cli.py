@@ -95,7 +95,8 @@ def test_demo_runs_the_tour(tmp_path, capsys):
     out = capsys.readouterr().out
     for fragment in ("== 1. Config", "Train GCN", "Train DAGNN", "Train MLP", "val_acc", "SF (layer-local)",
                      "depth 2: test_acc", "config.yaml", "darcy.h5: ok", "MgNO (", "test relative L2",
-                     "prediction NFE", "ernode", "== 12. What a run directory holds"):
+                     "prediction NFE", "ernode", "RQGNN frozen filters", "test AUC",
+                     "== 13. What a run directory holds"):
         assert fragment in out
     import importlib.util
     if importlib.util.find_spec("ase") is not None:   # the GemNet-OC stop needs the optional ase
