@@ -350,7 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sde-tol", type=float, default=1e-2)
     p.add_argument("--epochs", type=int, default=15, help="digits epochs")
     p.add_argument("--tol", type=float, default=1e-5, help="rtol = atol of the ODE solves")
-    p.add_argument("--digits-csv", default=os.environ.get("SCIML_DIGITS_CSV", "/tmp/skl/digits.csv.gz"))
+    p.add_argument("--digits-csv", default=os.environ.get("SCIML_DIGITS_CSV"),
+                   help="scikit-learn's digits.csv.gz (see above); without it the digits experiment is skipped")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None)
     p.add_argument("--fresh", action="store_true")
@@ -366,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.iters, args.sde_iters, args.sde_paths, args.epochs, args.seeds = 3, 2, 16, 1, [0]
     experiments = list(args.experiments)
-    if "digits" in experiments and not Path(args.digits_csv).exists():
+    if "digits" in experiments and not (args.digits_csv and Path(args.digits_csv).exists()):
         log(f"digits skipped: {args.digits_csv} not found (see the module docstring)")
         experiments.remove("digits")
     out = args.out or str(RESULTS / ("node_regularization" + ("_quick" if args.quick else "") + ".json"))
