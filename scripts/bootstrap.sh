@@ -34,6 +34,16 @@ if [ "${1:-}" = "test" ] && [ ! -f "$VENV/.sciml-dgl" ]; then
         echo "[bootstrap] the dgl extra did not install: the DGL interop tests will skip" >&2
     fi
 fi
+if [ "${1:-}" = "test" ] && [ ! -f "$VENV/.sciml-fno" ]; then
+    # neuraloperator, the FNO peer of the operator tests and benchmarks (docs/operators.md). --no-deps: its declared
+    # dependencies (wandb, ...) are not needed to import it; these three are. Best effort: the FNO tests skip.
+    echo "[bootstrap] installing neuraloperator (FNO peer)" >&2
+    if "$PY" -m pip install -q --no-deps "neuraloperator==2.0.0" tensorly tensorly-torch opt-einsum; then
+        touch "$VENV/.sciml-fno"
+    else
+        echo "[bootstrap] neuraloperator did not install: the FNO tests will skip" >&2
+    fi
+fi
 
 job=${1:-}
 shift || true
