@@ -112,7 +112,7 @@ def load_graph(name: str, data_root: Path, cache_dir: Path, synthetic_nodes: int
         if not h5.is_file():
             cache_dir.mkdir(parents=True, exist_ok=True)
             write_spec(h5, CONVERTERS.get(conv)(src))
-        return node_graph(h5, **opts), K, p, str(src)
+        return node_graph(h5, **opts), K, p, f"<data root>/{raw}"   # no machine path in the results
     from sciml.datasets.synthetic import community_graph
 
     data = community_graph(synthetic_nodes, num_classes=7, num_features=256, p_in=0.01, p_out=0.001, seed=0)

@@ -15,8 +15,8 @@ Experiments (``--experiments``):
   (rtol = atol = ``--sde-tol``). Loss: moment matching (mean and variance at the 30 times over 100 sampled
   paths). Vanilla vs local ERNSDE (Lamba–Euler–Heun estimator, :mod:`sciml.operators.ode.sde`).
 * ``digits``: scikit-learn's bundled 8x8 digits (1797 images; ``--digits-csv`` = the ``digits.csv.gz`` file that
-  ships inside a scikit-learn wheel: ``pip download scikit-learn --no-deps -d /tmp/skl`` then
-  ``unzip -j /tmp/skl/scikit_learn-*.whl 'sklearn/datasets/data/digits.csv.gz' -d /tmp/skl``; scikit-learn itself is
+  ships inside a scikit-learn wheel: ``pip download scikit-learn --no-deps -d DIR`` then
+  ``unzip -j DIR/scikit_learn-*.whl 'sklearn/datasets/data/digits.csv.gz' -d DIR``; scikit-learn itself is
   not needed). Fixed split: 1437 train / 360 test (seeded permutation). Model: Linear(64, 32) -> NODE on [0, 1]
   with Kelly et al.'s dynamics ``tanh(W2 [tanh(W1 [z; t]); t])`` (hidden 64) -> Linear(32, 10). Adam(3e-3),
   batch 128, ``--epochs`` epochs; test accuracy and the prediction NFE / time over the test set.

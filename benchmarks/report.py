@@ -219,12 +219,11 @@ def rqgnn_speed(res: dict, name: str) -> list[str]:
             ("ours, trainable filters", "ours_trainable", "ratio_official_over_ours_trainable", "ours:trainable"),
             ("official (xydong127/RQGNN)", "official", None, "official"))
     for label, key, ratio, peer in rows:
-        if key not in t:
-            continue
-        m = mem.get(peer, {}).get("train_increment_mib")
-        lines.append(f"| {label} | {t[key]['median_s']:.3f} | {t[ratio]:.1f} |" if ratio else
-                     f"| {label} | {t[key]['median_s']:.3f} | 1 |")
-        lines[-1] += f" {'-' if m is None else f'{m:.0f}'} |"
+        if key in t:
+            m = mem.get(peer, {}).get("train_increment_mib")
+            cells = [label, f"{t[key]['median_s']:.3f}", f"{t[ratio]:.1f}" if ratio else "1",
+                     "-" if m is None else f"{m:.0f}"]
+            lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
 

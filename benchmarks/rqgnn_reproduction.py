@@ -53,8 +53,9 @@ DATA = os.environ.get("SCIML_SHARED_DATA", str(Path(__file__).resolve().parents[
 ALIASES = {"Tox21_MMP": "Tox21_MMP_training", "Tox21_p53": "Tox21_p53_testing"}
 DATASETS = ["AIDS", "BZR", "COX2", "Tox21_MMP", "Tox21_p53"]
 MODELS = ["rqgnn", "rqgnn_frozen", "gin"]
-OFFICIAL_ROOT = "/work/rqgnn_official"
-OFFICIAL_PYTHON = "/work/rqgnn_venv/bin/python"
+# the official checkout and the interpreter that runs it (outside this repository): flags or environment
+OFFICIAL_ROOT = os.environ.get("SCIML_RQGNN_OFFICIAL", "")
+OFFICIAL_PYTHON = os.environ.get("SCIML_RQGNN_OFFICIAL_PYTHON", sys.executable)
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -290,7 +291,8 @@ def main(argv: list[str] | None = None) -> None:
                         f"{rec['s_per_epoch']:.2f} s/epoch")
     if args.official or args.official_only:
         if not Path(args.official_root, "main.py").is_file():
-            raise SystemExit(f"{args.official_root}/main.py not found: fetch xydong127/RQGNN there")
+            raise SystemExit(f"--official-root {args.official_root!r} holds no main.py: give a checkout of "
+                             "xydong127/RQGNN (or set SCIML_RQGNN_OFFICIAL)")
         for seed in args.seeds:
             for ds in args.official_datasets:
                 key = f"{ds}/official/seed{seed}"
