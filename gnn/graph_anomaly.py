@@ -37,7 +37,7 @@ from sciml.train import EarlyStopping, Task, Trainer, unwrap
 
 __all__ = ["PackedGraphs", "AnomalyBatch", "class_balanced_weights", "class_balanced_focal_loss",
            "stratified_split", "macro_f1", "roc_auc", "best_threshold", "GraphAnomalyTask", "TiesResetEarlyStopping",
-           "train_graph_anomaly", "GINClassifier", "synthetic_anomaly_graphs", "anomaly_labels"]
+           "train_graph_anomaly", "graph_anomaly_data", "GINClassifier", "synthetic_anomaly_graphs", "anomaly_labels"]
 
 
 # ---------------------------------------------------------------------------------------------------- loss
@@ -530,6 +530,47 @@ def train_graph_anomaly(model: nn.Module, graphs: PackedGraphs, split: tuple[Ten
             "epochs": summary["epochs"], "stop_reason": summary["stop_reason"], "train_s": elapsed,
             "history": hist, "class_counts": {"train": counts, "val": graphs.class_counts(val_ids),
                                               "test": graphs.class_counts(test_ids)}}
+
+
+# ---------------------------------------------------------------------------------------------------- configs
+def graph_anomaly_data(path: str | None = None, *, split: str = "train", anomaly: str | int = "minority",
+                       train: float = 0.7, test: float = 0.15, split_seed: int = 0, num_graphs: int = 400,
+                       anomaly_fraction: float = 0.1, monitor_test: bool = True) -> dict[str, Any]:
+    r"""Data builder for configs (``data: {name: graph_anomaly, path: ...}``): graphs packed once
+    (:class:`PackedGraphs`), the stratified 70/15/15 split, and what the Trainer and :class:`GraphAnomalyTask`
+    need from them.
+
+    Args:
+        path (str, optional): a sciml-h5 graph file (``sciml data convert tudataset FOLDER OUT.h5``); without it,
+            :func:`synthetic_anomaly_graphs` (``num_graphs``, ``anomaly_fraction``). (default: ``None``)
+        split (str): the split group of the file holding all graphs. (default: ``"train"``)
+        anomaly (str or int): the anomalous class (see :class:`PackedGraphs`). (default: ``"minority"``)
+        train (float), test (float): split fractions; validation gets the rest. (default: ``0.7``, ``0.15``)
+        split_seed (int): seed of the split. (default: ``0``)
+        monitor_test (bool): score the test set at every validation (``test_auc``, ``test_f1``, ``test_f1_thr``
+            in the metrics). (default: ``True``)
+
+    Returns:
+        dict: ``train``/``val`` (graph-id views), ``collate_fn``, ``dims`` (``in_channels``, ``out_channels=2``)
+        and ``task_kwargs`` (``class_counts`` of the training graphs, ``monitor``), see
+        :func:`sciml.experiment.unpack_data`.
+    """
+    if path is None:
+        graphs = synthetic_anomaly_graphs(num_graphs, anomaly_fraction=anomaly_fraction, seed=split_seed)
+    else:
+        from sciml.datasets.reader import GraphDataset
+
+        ds = GraphDataset(path, split)
+        try:
+            graphs = [ds[i] for i in range(len(ds))]
+        finally:
+            ds.close()
+    packed = PackedGraphs(graphs, anomaly=anomaly)
+    train_ids, val_ids, test_ids = stratified_split(packed.y, train=train, test=test, seed=split_seed)
+    monitor = {"test": packed.batch(test_ids)} if monitor_test and test_ids.numel() else {}
+    return {"train": packed.subset(train_ids), "val": packed.subset(val_ids), "collate_fn": packed.collate,
+            "dims": {"in_channels": packed.num_features, "out_channels": 2},
+            "task_kwargs": {"class_counts": packed.class_counts(train_ids), "monitor": monitor}}
 
 
 # ---------------------------------------------------------------------------------------------------- baseline

@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from sciml.config import MODELS, ExperimentConfig, load_config, write_run_info
+from sciml.config import MODELS, TASKS, ExperimentConfig, load_config, write_run_info
 from sciml.io import atomic_write_text
 from sciml.errors import CheckpointError, ConfigError
 from sciml.train import find_latest_checkpoint, load_checkpoint, seed_everything
@@ -45,13 +45,34 @@ class Experiment:
         return self.trainer.fit()
 
 
+#: what a data builder's mapping may hold besides ``train``
+_BUILDER_KEYS = ("train", "val", "collate_fn", "dims", "task_kwargs")
+
+
 def _splits(data: Any) -> tuple[Any, Any]:
-    """A data builder returns one full-batch graph (train = val = ``[data]``) or a ``{"train", "val"}`` mapping."""
-    if isinstance(data, dict):
-        if "train" not in data:
-            raise ConfigError(f"data: the builder returned a mapping without a 'train' entry (keys: {sorted(data)})")
-        return data["train"], data.get("val")
-    return [data], [data]
+    """A data builder returns one full-batch graph (train = val = ``[data]``) or a mapping (see :func:`unpack_data`)."""
+    parts = unpack_data(data)
+    return parts["train"], parts["val"]
+
+
+def unpack_data(data: Any) -> dict[str, Any]:
+    """What a data builder returned, as ``{"train", "val", "collate_fn", "dims", "task_kwargs"}``.
+
+    A builder returns either one full-batch graph (train = val = ``[data]``) or a mapping with ``train`` and,
+    optionally, ``val`` (sequences of samples), ``collate_fn`` (list of samples -> batch, for the Trainer),
+    ``dims`` (model sizes the data provides, added to those read off the samples by :func:`data_dims`) and
+    ``task_kwargs`` (task arguments computed from the data, e.g. a normaliser fitted on the training set; the task
+    receives those its registry entry declares ``runtime``).
+    """
+    if not isinstance(data, dict):
+        return {"train": [data], "val": [data], "collate_fn": None, "dims": {}, "task_kwargs": {}}
+    if "train" not in data:
+        raise ConfigError(f"data: the builder returned a mapping without a 'train' entry (keys: {sorted(data)})")
+    unknown = sorted(set(data) - set(_BUILDER_KEYS))
+    if unknown:
+        raise ConfigError(f"data: the builder returned unknown keys {unknown} (allowed: {list(_BUILDER_KEYS)})")
+    return {"train": data["train"], "val": data.get("val"), "collate_fn": data.get("collate_fn"),
+            "dims": dict(data.get("dims") or {}), "task_kwargs": dict(data.get("task_kwargs") or {})}
 
 
 def data_dims(train_data: Any) -> dict[str, int]:
@@ -84,16 +105,24 @@ def build(cfg: ExperimentConfig, *, run_dir: str | os.PathLike | None = None, **
     seed = trainer_overrides.get("seed", cfg.trainer.seed)
     if seed is not None:
         seed_everything(seed)  # model initialisation is part of the experiment: same config, same initial weights
-    train_data, val_data = _splits(cfg.data.build())
-    dims = data_dims(train_data)
+    parts = unpack_data(cfg.data.build())
+    train_data, val_data = parts["train"], parts["val"]
+    dims = {**data_dims(train_data), **parts["dims"]}
     runtime = MODELS.entry(cfg.model.name).runtime
     missing = [k for k in runtime if k not in dims]
     if missing:
         raise ConfigError(f"model.{missing[0]}: model {cfg.model.name!r} needs {', '.join(missing)} from the data, "
                           f"but data {cfg.data.name!r} does not provide it")
     model = cfg.model.build(**{k: dims[k] for k in runtime})
-    task = cfg.task.build()
+    task_runtime = TASKS.entry(cfg.task.name).runtime
+    missing = [k for k in task_runtime if k not in parts["task_kwargs"]]
+    if missing:
+        raise ConfigError(f"task.{missing[0]}: task {cfg.task.name!r} needs {', '.join(missing)} from the data, "
+                          f"but data {cfg.data.name!r} does not provide it")
+    task = cfg.task.build(**{k: parts["task_kwargs"][k] for k in task_runtime})
     kwargs = cfg.trainer.kwargs()
+    if parts["collate_fn"] is not None:
+        kwargs["collate_fn"] = parts["collate_fn"]
     if run_dir is not None:
         kwargs["run_dir"] = str(run_dir)
     kwargs.update(trainer_overrides)
