@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sciml", description="Graph and scientific machine learning: train, evaluate and benchmark models.",
         epilog="Run `sciml COMMAND --help` for the options of each command.")
     parser.add_argument("--version", action="version", version=f"sciml {sciml.__version__}")
+    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                        help="CPU threads for torch (default: $OMP_NUM_THREADS if set, else $SLURM_CPUS_PER_TASK "
+                             "inside a Slurm job, else torch's default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run.add_parsers(sub)
     demo.add_parser(sub)
@@ -31,6 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parser(sub)
     slurm.add_parser(sub)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def cpu_threads(requested: int | None, environ: "os._Environ[str] | dict[str, str]") -> int | None:
+    """The torch CPU thread count to set: ``requested``, else none when ``OMP_NUM_THREADS`` is set (torch reads it
+    itself), else ``SLURM_CPUS_PER_TASK`` (a Slurm allocation smaller than the node, which torch would not see),
+    else :obj:`None` (torch's default)."""
+    if requested is not None:
+        return requested
+    if environ.get("OMP_NUM_THREADS"):
+        return None
+    slurm = environ.get("SLURM_CPUS_PER_TASK", "")
+    return int(slurm) if slurm.isdigit() and int(slurm) > 0 else None
 
 
 def _one_line(err: BaseException) -> str:
@@ -46,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = ["sciml", *(sys.argv[1:] if argv is None else argv)]  # recorded in run_info.json
+    threads = cpu_threads(args.threads, os.environ)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         return int(args.func(args) or 0)
     except (NonFiniteError, CheckpointError) as err:

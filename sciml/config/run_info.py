@@ -5,9 +5,9 @@
 * ``config.yaml``: the resolved config (every default filled in), loadable again with
   :func:`~sciml.config.load_config`,
 * ``run_info.json``: sciml version, git hash and dirty flag of the checkout sciml was imported from, Python and
-  torch versions, host name, command line, UTC time and the Slurm job ids when run under Slurm, plus ``starts``
-  (one entry per start of the run in this directory, with its Slurm job ids: appended across requeues and
-  resumes, never overwritten) and ``restart_count``.
+  torch versions, torch CPU threads, host name, command line, UTC time and the Slurm job ids when run under Slurm,
+  plus ``starts`` (one entry per start of the run in this directory, with its Slurm job ids: appended across
+  requeues and resumes, never overwritten) and ``restart_count``.
 
 Both files are written atomically with :func:`sciml.io.atomic_write_text` (temporary file in the same directory,
 fsync, then :func:`os.replace`): a reader sees the old file or the new one, never a partial one.
@@ -96,6 +96,7 @@ def collect_run_info(argv: Sequence[str] | None = None) -> dict[str, Any]:
         **git_info(),
         "python_version": platform.python_version(),
         "torch_version": getattr(torch_module, "__version__", None) or _version("torch"),
+        "torch_threads": torch_module.get_num_threads() if torch_module is not None else None,
         "hostname": socket.gethostname(),
         "command": shlex.join(argv),
         "argv": argv,

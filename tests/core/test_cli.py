@@ -120,3 +120,24 @@ def test_failed_run_exits_1_with_the_step_named(tmp_path, capsys):
     assert main(["train", str(CONFIG), "--run-dir", str(tmp_path / "run"), *FAST, "trainer.lr=1e30"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "non-finite" in err and "at step" in err
+
+
+def test_threads_option_and_slurm_allocation_set_torch_threads(tmp_path, capsys, monkeypatch):
+    from sciml.cli.main import cpu_threads
+
+    assert cpu_threads(3, {"OMP_NUM_THREADS": "2"}) == 3
+    assert cpu_threads(None, {"OMP_NUM_THREADS": "2", "SLURM_CPUS_PER_TASK": "4"}) is None
+    assert cpu_threads(None, {"SLURM_CPUS_PER_TASK": "4"}) == 4
+    assert cpu_threads(None, {"SLURM_CPUS_PER_TASK": "x"}) is None and cpu_threads(None, {}) is None
+    before = torch.get_num_threads()
+    try:
+        run_dir = tmp_path / "run"
+        assert main(["--threads", "1", "train", str(CONFIG), "--run-dir", str(run_dir), *FAST]) == 0
+        assert torch.get_num_threads() == 1
+        assert json.loads((run_dir / "run_info.json").read_text())["torch_threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--threads", "0", "train", str(CONFIG)])
+    assert "must be a positive integer, got '0'" in capsys.readouterr().err
