@@ -18,9 +18,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from sciml.errors import ConfigError, ShapeError
-from sciml.sparse import CSRAdjacency, segment_reduce
-from sciml.sparse._utils import check_index, check_float, check_ptr, check_range, check_same_device, \
-    index_to_ptr, ptr_to_index
+from sciml.sparse import CSRAdjacency, index_to_ptr, ptr_to_index, segment_reduce
+from sciml.sparse._utils import check_index, check_float, check_ptr, check_range, check_same_device
 
 __all__ = ["Aggregation", "SegmentAggregation", "LCMAggregation", "GRUAggregation", "AggrConv",
            "aggregation_from_name", "AGGREGATIONS", "group_by_index", "shuffle_within_segments"]

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sciml.errors import ShapeError
-from sciml.sparse import CSRAdjacency
+from sciml.sparse import CSRAdjacency, ptr_to_index
 from sciml.sparse.cache import TensorCache
 
 __all__ = ["is_sparse", "dropout", "sparse_dropout", "feature_matrix", "linear", "quiet_sparse_csr"]
@@ -108,8 +108,7 @@ def _to_csr_adjacency(x: Tensor) -> CSRAdjacency:
         raise ShapeError(f"sparse node features must be floating point, got {x.dtype}")
     if x.layout == torch.sparse_csr:
         crow, col, val = x.crow_indices(), x.col_indices(), x.values()
-        row = torch.repeat_interleave(torch.arange(x.size(0), device=x.device), crow[1:] - crow[:-1],
-                                      output_size=col.numel())
+        row = ptr_to_index(crow, col.numel())
     else:
         x = x.coalesce()
         (row, col), val = x.indices(), x.values()

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from sciml.errors import ConfigError, ShapeError
 from sciml.gnn.forwardgnn_linkpred import roc_auc as _roc_auc
 from sciml.gnn.rqgnn import normalized_laplacian, rayleigh_quotient
-from sciml.sparse import CSRAdjacency, segment_reduce
+from sciml.sparse import CSRAdjacency, ragged_arange, segment_reduce
 from sciml.train import EarlyStopping, Task, Trainer, unwrap
 
 __all__ = ["PackedGraphs", "AnomalyBatch", "class_balanced_weights", "class_balanced_focal_loss",
@@ -222,14 +222,6 @@ def best_threshold(labels: Tensor, scores: Tensor) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------------------------- data
-def _ranges(starts: Tensor, lengths: Tensor) -> Tensor:
-    """Concatenation of ``arange(starts[i], starts[i] + lengths[i])``."""
-    total = int(lengths.sum())
-    offsets = torch.cumsum(lengths, 0) - lengths
-    return (torch.arange(total, device=starts.device)
-            - torch.repeat_interleave(offsets - starts, lengths, output_size=total))
-
-
 @dataclass
 class AnomalyBatch:
     """A batch of graphs cut out of :class:`PackedGraphs`.
@@ -369,10 +361,10 @@ class PackedGraphs(torch.utils.data.Dataset):
         start, stop = self.node_ptr[ids], self.node_ptr[ids + 1]
         n = stop - start
         graph_ptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(n, 0)])
-        nodes = _ranges(start, n)
+        nodes = ragged_arange(n, start)
         e0, e1 = self.lap_rowptr[start], self.lap_rowptr[stop]
         m = e1 - e0
-        entries = _ranges(e0, m)
+        entries = ragged_arange(m, e0)
         shift = torch.repeat_interleave(graph_ptr[:-1] - start, m, output_size=entries.numel())
         col = self.lap_col[entries] + shift
         row_counts = self.lap_rowptr[nodes + 1] - self.lap_rowptr[nodes]

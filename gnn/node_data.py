@@ -31,6 +31,7 @@ from torch import Tensor
 
 from sciml.errors import ConfigError, ShapeError
 from sciml.gnn.features import is_sparse, quiet_sparse_csr
+from sciml.sparse import ptr_to_index
 
 if TYPE_CHECKING:
     from torch_geometric.data import Data
@@ -72,7 +73,7 @@ def normalize_features(x: Tensor) -> Tensor:
     if stored_all and values.numel() and float(values.min()) > 0:
         raise ShapeError("normalize_features: sparse features without a zero entry would be shifted by their "
                          "positive minimum (PyG semantics); pass them dense")
-    row = torch.repeat_interleave(torch.arange(x.size(0), device=x.device), nnz_per_row, output_size=values.numel())
+    row = ptr_to_index(csr.crow_indices(), values.numel())
     sums = torch.zeros(x.size(0), dtype=values.dtype, device=x.device).index_add_(0, row, values)
     with quiet_sparse_csr():
         out = torch.sparse_csr_tensor(csr.crow_indices(), csr.col_indices(), values / sums.clamp(min=1.0)[row],

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sciml.errors import ConfigError, ShapeError
-from sciml.sparse import CSRAdjacency, segment_reduce, segment_softmax
+from sciml.sparse import CSRAdjacency, ptr_to_index, segment_reduce, segment_softmax
 
 __all__ = ["RQGNN", "ChebyshevFilterBank", "RQPooling", "rayleigh_quotient", "normalized_laplacian",
            "FILTER_MODES", "RAYLEIGH_MODES"]
@@ -236,9 +236,7 @@ class RQPooling(nn.Module):
     def forward(self, h: Tensor, rq: Tensor, graph_ptr: Tensor) -> Tensor:
         act = lambda t: F.leaky_relu(t, self.negative_slope)  # noqa: E731
         t = act(self.lin2(act(self.lin1(rq))))
-        counts = graph_ptr[1:] - graph_ptr[:-1]
-        node_graph = torch.repeat_interleave(torch.arange(counts.numel(), device=h.device), counts,
-                                             output_size=h.size(0))
+        node_graph = ptr_to_index(graph_ptr, h.size(0))
         a = (h * t.index_select(0, node_graph)).sum(dim=1, keepdim=True)
         if self.score == "softmax":
             a = segment_softmax(a, ptr=graph_ptr, validate=False)

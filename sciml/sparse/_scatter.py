@@ -6,7 +6,8 @@ from torch import Tensor
 
 from sciml.errors import ShapeError
 from sciml.sparse._deterministic import is_deterministic
-from sciml.sparse._utils import check_index, check_range, check_same_device, index_to_ptr, permute
+from sciml.sparse._utils import check_index, check_range, check_same_device, permute
+from sciml.sparse.index import index_to_ptr
 from sciml.sparse.segment import scatter_extremum, segment_reduce
 
 _REDUCES = ("sum", "mean", "max", "min")

@@ -71,19 +71,6 @@ def csr_tensor(rowptr: Tensor, col: Tensor, values: Tensor, shape: tuple[int, in
         return torch.sparse_csr_tensor(rowptr, col, values, shape, check_invariants=False)
 
 
-def ptr_to_index(ptr: Tensor, num_items: int) -> Tensor:
-    """Expand a CSR pointer ``[S+1]`` into the segment id of each of the ``num_items`` items."""
-    counts = ptr[1:] - ptr[:-1]
-    return torch.repeat_interleave(torch.arange(counts.numel(), device=ptr.device), counts,
-                                   output_size=num_items)
-
-
-def index_to_ptr(sorted_index: Tensor, num_segments: int) -> Tensor:
-    """CSR pointer ``[num_segments+1]`` of a sorted index (deterministic: a binary search, no atomics)."""
-    bounds = torch.arange(num_segments + 1, device=sorted_index.device, dtype=sorted_index.dtype)
-    return torch.searchsorted(sorted_index, bounds)
-
-
 class _Permute(torch.autograd.Function):
     """``x[perm]`` for a permutation, with a gather (not an atomic scatter) as backward."""
 

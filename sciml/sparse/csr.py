@@ -10,7 +10,8 @@ from torch import Tensor
 from sciml.errors import ShapeError
 from sciml.sparse._spmm import _Plan, _spmm, spmm
 from sciml.sparse._utils import (check_float, check_index, check_ptr, check_range, check_same_device, csr_tensor,
-                                 index_to_ptr, invert_permutation, permute)
+                                 invert_permutation, permute)
+from sciml.sparse.index import index_to_ptr
 from sciml.sparse.segment import segment_reduce
 
 _NORMALIZATIONS = ("gcn", "row", "sym_laplacian", "rw_laplacian")

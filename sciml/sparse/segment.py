@@ -7,7 +7,8 @@ import torch
 from torch import Tensor
 
 from sciml.errors import ShapeError
-from sciml.sparse._utils import check_float, check_ptr, csr_tensor, ptr_to_index
+from sciml.sparse._utils import check_float, check_ptr, csr_tensor
+from sciml.sparse.index import ptr_to_index
 
 _REDUCES = ("sum", "mean", "max", "min")
 

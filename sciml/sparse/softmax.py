@@ -4,7 +4,8 @@ from __future__ import annotations
 from torch import Tensor
 
 from sciml.errors import ShapeError
-from sciml.sparse._utils import check_float, check_index, check_ptr, check_same_device, ptr_to_index
+from sciml.sparse._utils import check_float, check_index, check_ptr, check_same_device
+from sciml.sparse.index import ptr_to_index
 from sciml.sparse._scatter import gather, scatter
 from sciml.sparse.segment import segment_reduce
 
