@@ -12,7 +12,7 @@ from sciml.gnn.baselines import APPNP, GCN, MLP, SGC  # noqa: E402
 from sciml.gnn.convs import GATConv, GCNConv, SAGEConv  # noqa: E402
 from sciml.gnn.dagnn import DAGNN  # noqa: E402
 from sciml.gnn.forwardgnn import BackpropGNN, ForwardGNN, make_node_task, train_node_classifier  # noqa: E402
-from sciml.gnn.forwardgnn_linkpred import ForwardLinkGNN, link_split, roc_auc, train_link_predictor  # noqa: E402
+from sciml.gnn.forwardgnn_linkpred import ForwardLinkGNN, link_split, train_link_predictor  # noqa: E402
 from sciml.gnn.gemnet_oc import GemNetOC  # noqa: E402
 from sciml.gnn.graph_anomaly import (GINClassifier, GraphAnomalyTask, PackedGraphs,  # noqa: E402
                                      class_balanced_focal_loss, stratified_split, synthetic_anomaly_graphs,
@@ -25,7 +25,7 @@ __all__ = ["APPNP", "DAGNN", "GCN", "MLP", "SGC", "NodeClassification", "node_gr
            "AggrConv", "GRUAggregation", "LCMAggregation", "SegmentAggregation", "aggregation_from_name",
            "GCNConv", "SAGEConv", "GATConv",
            "ForwardGNN", "BackpropGNN", "make_node_task", "train_node_classifier",
-           "ForwardLinkGNN", "link_split", "roc_auc", "train_link_predictor",
+           "ForwardLinkGNN", "link_split", "train_link_predictor",
            "GemNetOC",
            "RQGNN", "ChebyshevFilterBank", "rayleigh_quotient", "PackedGraphs", "GraphAnomalyTask", "GINClassifier",
            "class_balanced_focal_loss", "stratified_split", "synthetic_anomaly_graphs", "train_graph_anomaly"]

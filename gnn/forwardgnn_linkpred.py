@@ -14,7 +14,7 @@ r"""ForwardGNN for link prediction (§3.4 of *Forward Learning of Graph Neural N
 
 Data: :func:`link_split` (64/16/20 split of the undirected edges with one fixed negative per positive, PyG's
 ``RandomLinkSplit`` as the official code configures it) packs the three splits into one ``Data``; train with
-``Trainer(train_data=[split], val_data=[split], ...)``. ROC-AUC: :func:`roc_auc`.
+``Trainer(train_data=[split], val_data=[split], ...)``. ROC-AUC: :func:`sciml.metrics.roc_auc`.
 """
 from __future__ import annotations
 
@@ -30,42 +30,14 @@ from torch.nn import functional as F
 from sciml.errors import ConfigError, ShapeError
 from sciml.gnn.forwardgnn import SFTop2InputTask
 from sciml.gnn.forwardgnn_common import ForwardLayer, GreedyForwardTask, ff_logits, fit_full_batch
+from sciml.metrics import roc_auc
 from sciml.train import Task
 
-__all__ = ["LINK_VARIANTS", "roc_auc", "link_split", "ForwardLinkGNN", "LinkForwardTask", "LinkTopDownTask",
+__all__ = ["LINK_VARIANTS", "link_split", "ForwardLinkGNN", "LinkForwardTask", "LinkTopDownTask",
            "BackpropLinkTask", "train_link_predictor"]
 
 #: Link-prediction variants of :class:`ForwardLinkGNN`.
 LINK_VARIANTS = ("ce", "ff", "ce_topdown")
-
-
-def roc_auc(labels: Tensor, scores: Tensor) -> float:
-    r"""Area under the ROC curve of ``scores`` for binary ``labels`` (1 = positive), as the Mann–Whitney statistic
-    :math:`\frac{1}{PN}\sum_{i\in P}\sum_{j\in N}\big([s_i>s_j]+\tfrac12[s_i=s_j]\big)`, computed from average
-    ranks in :math:`O(n\log n)` (ties share their mean rank, which counts a tied pair as one half).
-
-    Raises:
-        ShapeError: shapes differ, or the labels are not all 0/1, or one class is absent.
-    """
-    labels, scores = labels.reshape(-1), scores.reshape(-1).double()
-    if labels.numel() != scores.numel():
-        raise ShapeError(f"roc_auc: labels ({labels.numel()}) and scores ({scores.numel()}) differ in length")
-    pos = labels == 1
-    if not bool(((labels == 0) | pos).all()):
-        raise ShapeError("roc_auc: labels must be 0 or 1")
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ShapeError(f"roc_auc needs both classes, got {n_pos} positives and {n_neg} negatives")
-    order = scores.argsort()
-    sorted_scores = scores[order]
-    # average rank (1-based) of every run of equal scores
-    _, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()
-    avg_rank = ends - (counts.double() - 1) / 2
-    ranks = torch.empty_like(scores)
-    ranks[order] = avg_rank[inverse]
-    rank_sum = float(ranks[pos].sum())
-    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def link_split(data: Any, *, split_index: int = 0, val: float = 0.16, test: float = 0.2, seed: int | None = None

@@ -9,8 +9,7 @@ any graph classifier that scores whole graphs:
 * :func:`class_balanced_focal_loss`: the class-balanced (Cui et al., CVPR 2019) sigmoid focal loss on two logits
   of the official RQGNN code (:math:`\beta = 0.999`, :math:`\gamma = 1.5`).
 * :func:`stratified_split`: 70/15/15 train/val/test, cut per class (the official ``dataset.py`` rule).
-* :func:`macro_f1`, :func:`roc_auc`, :func:`best_threshold` (threshold chosen on validation): our own, no
-  scikit-learn.
+* metrics from :mod:`sciml.metrics`: macro-F1, ROC-AUC, the macro-F1-optimal threshold (chosen on validation).
 * :class:`GraphAnomalyTask`: loss and metrics for :class:`sciml.train.Trainer`; it also scores monitored sets
   (the test set) at every validation, so both of the official code's model selections (best validation AUC,
   best validation F1) can be read off one run.
@@ -30,13 +29,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sciml.errors import ConfigError, ShapeError
-from sciml.gnn.forwardgnn_linkpred import roc_auc as _roc_auc
 from sciml.gnn.rqgnn import normalized_laplacian, rayleigh_quotient
+from sciml.metrics import best_threshold, macro_f1, roc_auc
 from sciml.sparse import CSRAdjacency, ragged_arange, segment_reduce
 from sciml.train import EarlyStopping, Task, Trainer, unwrap
 
 __all__ = ["PackedGraphs", "AnomalyBatch", "class_balanced_weights", "class_balanced_focal_loss",
-           "stratified_split", "macro_f1", "roc_auc", "best_threshold", "GraphAnomalyTask", "TiesResetEarlyStopping",
+           "stratified_split", "GraphAnomalyTask", "TiesResetEarlyStopping",
            "train_graph_anomaly", "graph_anomaly_data", "GINClassifier", "synthetic_anomaly_graphs", "anomaly_labels"]
 
 
@@ -154,71 +153,6 @@ def anomaly_labels(y: Tensor, anomaly: str | int = "minority") -> Tensor:
         raise ConfigError(f"anomaly_labels: `anomaly` must be 'minority' or one of the classes {classes.tolist()}, "
                           f"got {anomaly!r}")
     return (y == target).long()
-
-
-# ---------------------------------------------------------------------------------------------------- metrics
-def roc_auc(labels: Tensor, scores: Tensor) -> float:
-    """ROC-AUC of ``scores`` for 0/1 ``labels`` (Mann–Whitney with tied ranks; see
-    :func:`sciml.gnn.forwardgnn_linkpred.roc_auc`); ``nan`` when one class is absent."""
-    labels = labels.reshape(-1)
-    if labels.numel() == 0 or bool((labels == labels[0]).all()):
-        return float("nan")
-    return _roc_auc(labels, scores)
-
-
-def _f1_pair(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
-    """Macro-F1 over the two classes from confusion counts (broadcasting); an undefined F1 counts 0."""
-    def f1(t, f_p, f_n):
-        den = 2 * t + f_p + f_n
-        return torch.where(den > 0, 2 * t / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
-    return (f1(tp, fp, fn) + f1(tn, fn, fp)) / 2
-
-
-def macro_f1(labels: Tensor, pred: Tensor) -> float:
-    r"""Macro-averaged F1 of binary predictions: the mean of the F1 scores of class 1 and class 0
-    (:math:`F_1 = 2TP / (2TP + FP + FN)`, 0 when undefined)."""
-    labels, pred = labels.reshape(-1).long(), pred.reshape(-1).long()
-    if labels.shape != pred.shape:
-        raise ShapeError(f"macro_f1: {labels.numel()} labels but {pred.numel()} predictions")
-    tp = ((pred == 1) & (labels == 1)).sum().double()
-    fp = ((pred == 1) & (labels == 0)).sum().double()
-    fn = ((pred == 0) & (labels == 1)).sum().double()
-    tn = ((pred == 0) & (labels == 0)).sum().double()
-    return float(_f1_pair(tp, fp, fn, tn))
-
-
-def best_threshold(labels: Tensor, scores: Tensor) -> tuple[float, float]:
-    r"""The threshold :math:`t` maximising the macro-F1 of ``scores >= t`` against ``labels``, over every cut
-    between distinct scores (:math:`O(n \log n)`), and that F1. The threshold is the midpoint between the two
-    scores around the cut; among equal F1 values the highest threshold wins.
-
-    Returns:
-        ``(threshold, macro_f1)``.
-    """
-    labels, scores = labels.reshape(-1).long(), scores.reshape(-1).double()
-    if labels.numel() == 0:
-        raise ShapeError("best_threshold: no samples")
-    order = torch.argsort(scores, descending=True)
-    s, y = scores[order], labels[order].double()
-    n, pos = s.numel(), float(y.sum())
-    # predicted positive = the first k (k = 0..n); only cuts between distinct scores are admissible
-    tp = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(y, 0)])
-    k = torch.arange(n + 1, dtype=torch.float64)
-    fp = k - tp
-    fn = pos - tp
-    tn = (n - pos) - fp
-    f1 = _f1_pair(tp, fp, fn, tn)
-    admissible = torch.ones(n + 1, dtype=torch.bool)
-    admissible[1:n] = s[:-1] != s[1:]
-    f1 = torch.where(admissible, f1, torch.full_like(f1, -1.0))
-    best = int(torch.argmax(f1))  # first maximum = fewest predicted positives = highest threshold
-    if best == 0:
-        t = float(s[0]) + 1.0
-    elif best == n:
-        t = float(s[-1]) - 1.0 if n else 0.0
-    else:
-        t = float((s[best - 1] + s[best]) / 2)
-    return t, float(f1[best])
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -454,14 +388,14 @@ class GraphAnomalyTask(Task):
         logits, p = self.scores(model, batch)
         y = batch.y
         thr, f1_best = best_threshold(y, p)
-        out: dict[str, Tensor | float] = {"loss": self.loss(logits, y), "auc": roc_auc(y, p),
+        out: dict[str, Tensor | float] = {"loss": self.loss(logits, y), "auc": roc_auc(y, p, single_class="nan"),
                                           "f1": macro_f1(y, logits.argmax(1)), "f1_best": f1_best}
         for name in list(self.monitor):
             mb = self.monitor[name]
             if mb.x.device != batch.x.device:  # monitored sets follow the model's device (moved once)
                 mb = self.monitor[name] = mb.to(batch.x.device)
             logits_m, p_m = self.scores(model, mb)
-            out[f"{name}_auc"] = roc_auc(mb.y, p_m)
+            out[f"{name}_auc"] = roc_auc(mb.y, p_m, single_class="nan")
             out[f"{name}_f1"] = macro_f1(mb.y, logits_m.argmax(1))
             out[f"{name}_f1_thr"] = macro_f1(mb.y, (p_m >= thr).long())
         record = {k: float(v) for k, v in out.items()}

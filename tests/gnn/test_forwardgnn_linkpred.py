@@ -11,8 +11,9 @@ from torch_geometric.data import Data
 
 from sciml.errors import ConfigError, ShapeError
 from sciml.gnn.forwardgnn_common import l2_normalize_rows
-from sciml.gnn.forwardgnn_linkpred import (ForwardLinkGNN, LinkForwardTask, LinkTopDownTask, link_split, roc_auc,
+from sciml.gnn.forwardgnn_linkpred import (ForwardLinkGNN, LinkForwardTask, LinkTopDownTask, link_split,
                                            train_link_predictor)
+from sciml.metrics import roc_auc
 from sciml.train import Trainer, detach_tree
 
 

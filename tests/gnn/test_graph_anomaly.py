@@ -16,8 +16,9 @@ from torch_geometric.data import Data
 
 from sciml.errors import ConfigError
 from sciml.gnn.graph_anomaly import (GINClassifier, PackedGraphs, TiesResetEarlyStopping, anomaly_labels,
-                                     best_threshold, class_balanced_focal_loss, class_balanced_weights, macro_f1,
-                                     roc_auc, stratified_split, synthetic_anomaly_graphs, train_graph_anomaly)
+                                     class_balanced_focal_loss, class_balanced_weights, stratified_split,
+                                     synthetic_anomaly_graphs, train_graph_anomaly)
+from sciml.metrics import best_threshold, macro_f1, roc_auc
 from sciml.gnn.rqgnn import RQGNN
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
@@ -104,7 +105,7 @@ def test_roc_auc_brute_force():
     pos, neg = s[y == 1], s[y == 0]
     want = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg) / (len(pos) * len(neg))
     assert abs(roc_auc(y, s) - want) < 1e-12
-    assert math.isnan(roc_auc(torch.zeros(5, dtype=torch.long), torch.rand(5)))
+    assert math.isnan(roc_auc(torch.zeros(5, dtype=torch.long), torch.rand(5), single_class="nan"))
 
 
 def test_best_threshold_brute_force():
