@@ -1,5 +1,5 @@
-"""Evaluation metrics shared by the suite's tasks and benchmarks (no scikit-learn): ROC-AUC, macro-F1 and the
-macro-F1-optimal decision threshold, on torch tensors."""
+"""Evaluation metrics shared by the suite's tasks and benchmarks (no scikit-learn): ROC-AUC, macro-F1, the
+macro-F1-optimal decision threshold and support-weighted F1, on torch tensors."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +7,7 @@ from torch import Tensor
 
 from sciml.errors import ConfigError, ShapeError
 
-__all__ = ["roc_auc", "macro_f1", "best_threshold"]
+__all__ = ["roc_auc", "macro_f1", "best_threshold", "weighted_f1"]
 
 
 def roc_auc(labels: Tensor, scores: Tensor, *, single_class: str = "raise") -> float:
@@ -102,3 +102,18 @@ def best_threshold(labels: Tensor, scores: Tensor) -> tuple[float, float]:
     else:
         t = float((s[best - 1] + s[best]) / 2)
     return t, float(f1[best])
+
+
+def weighted_f1(y_true: Tensor, y_pred: Tensor, num_classes: int) -> float:
+    """F1 per class weighted by the class support (scikit-learn's ``average="weighted"``; 0 for a class with no
+    predicted and no true members)."""
+    total, score = 0, 0.0
+    for c in range(num_classes):
+        tp = int(((y_pred == c) & (y_true == c)).sum())
+        fp = int(((y_pred == c) & (y_true != c)).sum())
+        fn = int(((y_pred != c) & (y_true == c)).sum())
+        support = tp + fn
+        f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
+        score += support * f1
+        total += support
+    return score / total if total else 0.0
