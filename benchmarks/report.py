@@ -227,9 +227,19 @@ def rqgnn_speed(res: dict, name: str) -> list[str]:
     return lines + [""]
 
 
+def gemnet_oc_speed(res: dict, name: str) -> list[str]:
+    sys.path.insert(0, str(HERE))
+    try:
+        import gemnet_oc_speed as bench
+    finally:
+        sys.path.remove(str(HERE))
+    return bench.performance_table(res, name)
+
+
 RENDERERS = {"sparse_ops": sparse_ops, "trainer_overhead": trainer_overhead, "data_io": data_io,
              "dagnn_speed": dagnn_speed, "lcm_speed": lcm_speed, "ode_solver_speed": ode_solver_speed,
-             "operators_speed": operators_speed, "rqgnn_speed_cpu": rqgnn_speed}
+             "operators_speed": operators_speed, "rqgnn_speed_cpu": rqgnn_speed,
+             "gemnet_oc_speed": gemnet_oc_speed}
 
 
 def render() -> str:

@@ -4,8 +4,9 @@
 * :mod:`~sciml.datasets.schema`: the layout specification and validator;
 * :mod:`~sciml.datasets.writer`: :class:`H5Writer`, :func:`write_dataset`, :class:`DataSpec`;
 * :mod:`~sciml.datasets.reader`: :func:`open_dataset` and the torch ``Dataset`` per kind;
-* :mod:`~sciml.datasets.shards`: shard names, ``--shard`` / Slurm array defaults, :func:`merge_shards`;
-* :mod:`~sciml.datasets.samplers`: :class:`SizeBalancedBatchSampler`.
+* :mod:`~sciml.datasets.shards`: shard names, ``--shard`` / Slurm array defaults, :func:`merge_shards`.
+
+Atom-count-balanced batches: :class:`sciml.train.BalancedBatchSampler` (also a ``DataLoader`` batch sampler).
 
 Submodules are imported on first attribute access (``import sciml.datasets`` stays cheap). See docs/data.md.
 """
@@ -24,7 +25,6 @@ _EXPORTS = {
     "open_dataset": "reader", "GraphDataset": "reader", "AtomsDataset": "reader", "FieldDataset": "reader",
     "SeriesDataset": "reader", "collate_series": "reader",
     "shard_path": "shards", "shard_range": "shards", "merge_shards": "shards",
-    "SizeBalancedBatchSampler": "samplers",
 }
 
 __all__ = sorted(_EXPORTS)

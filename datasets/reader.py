@@ -242,8 +242,8 @@ class GraphDataset(H5Dataset):
 class AtomsDataset(GraphDataset):
     """Structures of an ``"atoms"`` file as PyG ``Data`` (``pos``, ``z``, ``cell [1, 3, 3]``, ``pbc [1, 3]``,
     ``tags``, ``fixed``, and ``energy [1]``, ``forces [n, 3]`` when stored). Use
-    :class:`~sciml.datasets.samplers.SizeBalancedBatchSampler` with :attr:`sizes` (atoms per structure) to balance
-    batches by atom count."""
+    :class:`sciml.train.BalancedBatchSampler` with :attr:`sizes` (atoms per structure) to balance batches by atom
+    count (``Trainer(batch_sampler="balanced")`` does it in training)."""
 
     kind = "atoms"
     node_ptr = "atom_ptr"

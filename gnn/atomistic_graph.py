@@ -49,11 +49,11 @@ import torch
 from torch import Tensor
 
 from sciml.errors import ConfigError, ShapeError
-from sciml.sparse import CSRAdjacency
+from sciml.sparse import CSRAdjacency, index_to_ptr, ragged_arange, segment_rank
 
 __all__ = ["AtomGraph", "TripletIndex", "QuadrupletIndex", "GemNetOCGraphs", "radius_graph_pbc", "select_edges",
            "edge_vectors", "symmetrize_edges", "reverse_edge_index", "triplet_index", "quadruplet_index",
-           "tag_edge_mask", "gemnet_oc_graphs", "graphs_to", "oc20_tags", "segment_rank", "ragged_arange"]
+           "tag_edge_mask", "gemnet_oc_graphs", "graphs_to", "oc20_tags"]
 
 
 # ---------------------------------------------------------------------------------------------------- containers
@@ -93,7 +93,7 @@ class AtomGraph:
 
     def target_ptr(self) -> Tensor:
         """CSR pointer ``[N + 1]`` of the (sorted) targets."""
-        return _index_ptr(self.edge_index[1], self.num_atoms)
+        return index_to_ptr(self.edge_index[1], self.num_atoms)
 
     def in_degree(self) -> Tensor:
         return torch.bincount(self.edge_index[1], minlength=self.num_atoms)
@@ -188,30 +188,6 @@ class GemNetOCGraphs:
 
 
 # ------------------------------------------------------------------------------------------------ index helpers
-def ragged_arange(counts: Tensor) -> Tensor:
-    """``cat([arange(c) for c in counts])`` without a Python loop (``counts`` non-negative int64)."""
-    total = int(counts.sum()) if counts.numel() else 0
-    if total == 0:
-        return counts.new_zeros(0)
-    starts = torch.cumsum(counts, 0) - counts
-    return torch.arange(total, device=counts.device) - torch.repeat_interleave(starts, counts, output_size=total)
-
-
-def _index_ptr(sorted_index: Tensor, num_segments: int) -> Tensor:
-    bounds = torch.arange(num_segments + 1, device=sorted_index.device, dtype=sorted_index.dtype)
-    return torch.searchsorted(sorted_index, bounds)
-
-
-def segment_rank(sorted_index: Tensor, num_segments: int) -> tuple[Tensor, int]:
-    """Position of every item inside its segment of a non-decreasing ``sorted_index``, and the largest segment
-    size (0 if there are no items)."""
-    if sorted_index.numel() == 0:
-        return sorted_index.new_zeros(0), 0
-    ptr = _index_ptr(sorted_index, num_segments)
-    rank = torch.arange(sorted_index.numel(), device=sorted_index.device) - ptr[sorted_index]
-    return rank, int((ptr[1:] - ptr[:-1]).max())
-
-
 def _offset_code(offset: Tensor, bound: int) -> Tensor:
     """An int64 code of integer offsets with ``|offset| <= bound`` that sorts like the offsets lexicographically."""
     base = 2 * bound + 1
@@ -623,7 +599,7 @@ def quadruplet_index(main: AtomGraph, qint: AtomGraph) -> QuadrupletIndex:
     trip_out = triplet_index(qint, main, hub="target")     # edge_in: b->a (qint), edge_out: c->a (main)
     device = main.edge_index.device
     # input triplets are sorted by their qint edge: a CSR pointer over qint edges
-    ptr_in = _index_ptr(trip_in.edge_out, qint.num_edges)
+    ptr_in = index_to_ptr(trip_in.edge_out, qint.num_edges)
     middle = trip_out.edge_in
     counts = (ptr_in[1:] - ptr_in[:-1])[middle]
     t_out = torch.repeat_interleave(torch.arange(trip_out.num_triplets, device=device), counts)

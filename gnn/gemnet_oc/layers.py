@@ -10,7 +10,10 @@ with one ``index_copy``) and batched matrix products, which is what makes the bi
 from __future__ import annotations
 
 import inspect
+import json
 import math
+import os
+from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
@@ -18,12 +21,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sciml.errors import ConfigError
-from sciml.sparse import segment_reduce
+from sciml.sparse import pad_segments, segment_reduce
 
 __all__ = ["he_orthogonal_", "ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "AtomEmbedding",
            "EdgeEmbedding", "BasisEmbedding", "EfficientBilinear", "TripletInteraction", "QuadrupletInteraction",
-           "PairInteraction", "AtomUpdateBlock", "OutputBlock", "InteractionBlock", "pad_segments",
-           "fit_scale_factors", "scale_grad"]
+           "PairInteraction", "AtomUpdateBlock", "OutputBlock", "InteractionBlock",
+           "fit_scale_factors", "save_scale_factors", "load_scale_factors", "scale_grad"]
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
@@ -249,6 +252,53 @@ def fit_scale_factors(model: nn.Module, batches: Iterable, forward: Callable[[nn
     return result
 
 
+SCALE_FILE_FORMAT = "sciml-gemnet-oc-scale-factors"
+
+
+def save_scale_factors(model: nn.Module, path: str | os.PathLike) -> dict[str, float | None]:
+    """Write the fitted :class:`ScaleFactor` values of ``model`` to a JSON file (written atomically), fairchem's
+    ``scale_file`` workflow: fit once on the training data, then name the file in the model config.
+
+    Returns:
+        dict: factor name -> value (:obj:`None` for a factor that is not fitted).
+    """
+    from sciml.io import atomic_write_text
+
+    scales = {name: (float(m.scale) if bool(m.fitted) else None) for name, m in model.named_modules()
+              if isinstance(m, ScaleFactor)}
+    atomic_write_text(path, json.dumps({"format": SCALE_FILE_FORMAT, "version": 1, "scales": scales},
+                                       indent=1, sort_keys=True) + "\n")
+    return scales
+
+
+@torch.no_grad()
+def load_scale_factors(model: nn.Module, path: str | os.PathLike) -> dict[str, float | None]:
+    """Set the :class:`ScaleFactor` values of ``model`` from a file written by :func:`save_scale_factors`. The file
+    must name exactly the model's factors (another architecture needs its own fit)."""
+    from sciml.errors import DataFormatError
+
+    try:
+        payload = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"scale_file {str(path)!r} does not exist; fit one with "
+                          "sciml.gnn.gemnet_oc.data.fit_scale_file (or leave scale_file unset)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataFormatError(f"scale_file {str(path)!r} is not JSON: {err}") from None
+    if not isinstance(payload, dict) or payload.get("format") != SCALE_FILE_FORMAT:
+        raise DataFormatError(f"scale_file {str(path)!r} is not a {SCALE_FILE_FORMAT} file")
+    scales = payload.get("scales") or {}
+    factors = {name: m for name, m in model.named_modules() if isinstance(m, ScaleFactor)}
+    missing, extra = sorted(set(factors) - set(scales)), sorted(set(scales) - set(factors))
+    if missing or extra:
+        raise ConfigError(f"scale_file {str(path)!r} does not match this model: missing {missing[:3]}, "
+                          f"unknown {extra[:3]} ({len(missing)} missing, {len(extra)} unknown)")
+    for name, m in factors.items():
+        value = scales[name]
+        m.scale.fill_(1.0 if value is None else float(value))
+        m.fitted.fill_(value is not None)
+    return scales
+
+
 # ------------------------------------------------------------------------------------------------ embeddings
 class AtomEmbedding(nn.Module):
     r"""Learned embedding of the atomic number :math:`Z \in [1, \text{num\_elements}]` (uniform init in
@@ -274,16 +324,6 @@ class EdgeEmbedding(nn.Module):
 
     def forward(self, h: Tensor, x: Tensor, edge_index: Tensor) -> Tensor:
         return self.dense(torch.cat([h.index_select(0, edge_index[0]), h.index_select(0, edge_index[1]), x], -1))
-
-
-def pad_segments(values: Tensor, outer: Tensor, inner: Tensor, num_outer: int, kmax: int) -> Tensor:
-    """Zero-padded ``[num_outer, kmax, *]`` tensor with ``values[i]`` at ``(outer[i], inner[i])`` (positions must
-    be distinct; differentiable, the backward is a gather)."""
-    rest = tuple(values.shape[1:])
-    out = values.new_zeros((num_outer * kmax,) + rest)
-    if values.size(0) > 0:
-        out = out.index_copy(0, outer * kmax + inner, values)
-    return out.view((num_outer, kmax) + rest)
 
 
 class BasisEmbedding(nn.Module):

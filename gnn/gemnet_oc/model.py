@@ -15,8 +15,8 @@ from sciml.errors import ConfigError, ShapeError
 from sciml.gnn.atomistic_graph import GemNetOCGraphs, edge_vectors, gemnet_oc_graphs
 from sciml.gnn.gemnet_oc.bases import CircularBasis, RadialBasis, SphericalBasis
 from sciml.gnn.gemnet_oc.layers import (AtomEmbedding, BasisEmbedding, Dense, EdgeEmbedding, InteractionBlock,
-                                        OutputBlock, ResidualLayer, ScaleFactor, pad_segments)
-from sciml.sparse import segment_reduce
+                                        OutputBlock, ResidualLayer, ScaleFactor, load_scale_factors)
+from sciml.sparse import pad_segments, segment_reduce
 
 __all__ = ["GemNetOC", "BASE_CONFIG", "LARGE_CONFIG"]
 
@@ -98,6 +98,11 @@ class GemNetOC(nn.Module):
         qint_tags (tuple of int, optional): tags of the atoms with quadruplets; :obj:`None` = all atoms.
             (default: ``(1, 2)``)
         num_elements (int): largest atomic number. (default: ``83``)
+        energy_mean, energy_std (float): the energy normaliser :math:`\mu, \sigma` (:meth:`set_normalizer`;
+            OC20 S2EF: ``-0.7554``, ``2.8873``). (default: ``0.0``, ``1.0``)
+        scale_file (str, optional): a JSON file of fitted scale factors
+            (:func:`~sciml.gnn.gemnet_oc.save_scale_factors`), loaded at construction, as fairchem's
+            ``scale_file``. (default: :obj:`None`: unfitted, fit with :func:`fit_scale_factors`)
 
     Inputs: a PyG ``Data``/``Batch`` with ``z`` (or ``atomic_numbers``) ``[N]``, ``pos [N, 3]``, optionally
     ``cell [B, 3, 3]``, ``pbc [B, 3]``, ``tags [N]`` and ``ptr``/``batch``.
@@ -119,7 +124,8 @@ class GemNetOC(nn.Module):
                  envelope_exponent: int = 5, cbf: str = "spherical_harmonics", sbf: str = "legendre_outer",
                  extensive: bool = True, quad_interaction: bool = True, atom_edge_interaction: bool = True,
                  edge_atom_interaction: bool = True, atom_interaction: bool = True,
-                 qint_tags: tuple[int, ...] | None = (1, 2), num_elements: int = 83) -> None:
+                 qint_tags: tuple[int, ...] | None = (1, 2), num_elements: int = 83, energy_mean: float = 0.0,
+                 energy_std: float = 1.0, scale_file: str | None = None) -> None:
         super().__init__()
         for name, v in (("num_spherical", num_spherical), ("num_radial", num_radial), ("num_blocks", num_blocks),
                         ("emb_size_atom", emb_size_atom), ("emb_size_edge", emb_size_edge),
@@ -224,6 +230,9 @@ class GemNetOC(nn.Module):
         self.register_buffer("energy_mean", torch.tensor(0.0, dtype=torch.float64))
         self.register_buffer("energy_std", torch.tensor(1.0, dtype=torch.float64))
         self.register_buffer("atom_ref", torch.zeros(num_elements + 1, dtype=torch.float64))
+        self.set_normalizer(energy_mean, energy_std)
+        if scale_file is not None:
+            load_scale_factors(self, scale_file)
 
     # ---------------------------------------------------------------------------------------------- helpers
     def set_normalizer(self, mean: float = 0.0, std: float = 1.0, atom_ref: Tensor | None = None) -> None:

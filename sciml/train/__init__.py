@@ -13,7 +13,7 @@ from sciml.train.checkpoint import (find_latest_checkpoint, list_checkpoints, lo
                                     save_checkpoint)
 from sciml.train.distributed import DistInfo, init_distributed, unwrap
 from sciml.train.optim import build_optimizer, build_scheduler
-from sciml.train.sampler import ResumableBatchSampler, epoch_seed
+from sciml.train.sampler import BalancedBatchSampler, ResumableBatchSampler, epoch_seed
 from sciml.train.seed import deterministic_mode, get_rng_state, seed_everything, set_rng_state
 from sciml.train.signals import EXIT_OK, EXIT_PREEMPTED, PreemptionFlag, TrainingInterrupted
 from sciml.train.state import TrainState
@@ -26,7 +26,7 @@ __all__ = [
     "Trainer", "Task", "SupervisedTask", "LayerLocalTask", "TrainState", "EarlyStopping", "ExponentialMovingAverage",
     "Strategy", "Backprop", "LayerLocal", "EXIT_OK", "EXIT_PREEMPTED", "TrainingInterrupted", "PreemptionFlag",
     "save_checkpoint", "load_checkpoint", "find_latest_checkpoint", "list_checkpoints", "prune_checkpoints",
-    "seed_everything", "get_rng_state", "set_rng_state", "deterministic_mode", "ResumableBatchSampler",
+    "seed_everything", "get_rng_state", "set_rng_state", "deterministic_mode", "ResumableBatchSampler", "BalancedBatchSampler",
     "epoch_seed", "build_optimizer", "build_scheduler", "DistInfo", "init_distributed", "unwrap", "detach_tree",
     "map_tensors",
 ]

@@ -28,7 +28,7 @@ from sciml.train.distributed import (DistInfo, all_gather_objects, all_reduce_su
 from sciml.train.loggers import MetricsLogger
 from sciml.train.optim import build_scheduler
 from sciml.train.progress import BarProgress, Progress, make_progress
-from sciml.train.sampler import BatchLoader, ResumableBatchSampler
+from sciml.train.sampler import BatchLoader, ResumableBatchSampler, make_batch_sampler
 from sciml.train.seed import deterministic_mode, get_rng_state, seed_everything, set_rng_state
 from sciml.train.signals import EXIT_OK, EXIT_PREEMPTED, PreemptionFlag, TrainingInterrupted
 from sciml.train.state import TrainState
@@ -114,6 +114,14 @@ class Trainer:
         batch_size (int): samples per micro-batch and rank. (default: ``1``)
         shuffle (bool): reshuffle every epoch (the order depends only on ``seed`` and the epoch). (default: ``True``)
         drop_last (bool): drop the last incomplete batch of an epoch. (default: ``False``)
+        batch_sampler (str, dict or callable, optional): how training samples are grouped into batches.
+            ``None``: :class:`~sciml.train.sampler.ResumableBatchSampler` (``batch_size`` samples per batch);
+            ``"balanced"`` or ``{"name": "balanced", "window": 8}``:
+            :class:`~sciml.train.sampler.BalancedBatchSampler`, the same samples per window of ``window`` steps
+            regrouped into batches of about equal total size (atoms; read from ``train_data.sizes`` or each
+            sample's ``num_nodes``), fairchem's load balancing; or a factory ``f(train_data, batch_size=,
+            shuffle=, seed=, drop_last=, rank=, world_size=)`` returning a sampler with ``batches(epoch)``,
+            ``__len__`` and ``seed``. Validation always uses plain batches. (default: ``None``)
         num_workers (int): ``DataLoader`` worker processes for fetching (``0``: fetch in the loop). The workers
             persist across epochs and seed python/numpy/torch per batch from ``(seed, epoch, batch)``, so a resumed
             run fetches the same random augmentations; a one-item dataset is fetched in the loop. (default: ``0``)
@@ -150,7 +158,8 @@ class Trainer:
         resume (str, optional): ``"auto"`` (newest loadable checkpoint in ``run_dir``, if any), ``"never"``/
             ``None`` (a ``run_dir`` that already holds checkpoints is a :class:`~sciml.errors.ConfigError`), or a
             checkpoint path (must load). A mid-epoch checkpoint needs the same ``batch_size``, world size, dataset
-            length, ``accumulate`` and ``drop_last`` (:class:`~sciml.errors.CheckpointError` naming the change).
+            length, ``accumulate``, ``drop_last`` and ``batch_sampler`` (:class:`~sciml.errors.CheckpointError`
+            naming the change).
             (default: ``"auto"``)
         seed (int, optional): seeds python/numpy/torch (``seed + rank``) when a fresh run starts, and the sampler.
             (default: ``0``)
@@ -185,6 +194,7 @@ class Trainer:
         batch_size: int = 1,
         shuffle: bool = True,
         drop_last: bool = False,
+        batch_sampler: str | dict[str, Any] | Callable[..., Any] | None = None,
         num_workers: int = 0,
         val_batch_size: int | None = None,
         optimizer: str | Callable[..., Optimizer] | Optimizer = "adam",
@@ -295,9 +305,9 @@ class Trainer:
                     find_unused_parameters=find_unused_parameters)
 
         # data
-        self.train_sampler = ResumableBatchSampler(len(train_data), batch_size, shuffle=shuffle,
-                                                   seed=seed or 0, drop_last=drop_last, rank=self.dist.rank,
-                                                   world_size=self.dist.world_size)
+        self.train_sampler = make_batch_sampler(batch_sampler, train_data, batch_size, shuffle=shuffle,
+                                                seed=seed or 0, drop_last=drop_last, rank=self.dist.rank,
+                                                world_size=self.dist.world_size)
         self.train_loader = BatchLoader(train_data, self.train_sampler, collate_fn=collate_fn,
                                         num_workers=num_workers, device=dev)
         self.collate_fn, self.num_workers = collate_fn, num_workers
@@ -383,7 +393,8 @@ class Trainer:
     def _data_layout(self) -> dict[str, Any]:
         """What the sampler position ``(epoch, batch_in_epoch)`` means; checked on resume."""
         return {"batch_size": self.batch_size, "world_size": self.dist.world_size, "num_samples": self.num_samples,
-                "accumulate": self.accumulate, "drop_last": self.drop_last}
+                "accumulate": self.accumulate, "drop_last": self.drop_last,
+                "batch_sampler": getattr(self.train_sampler, "layout", type(self.train_sampler).__name__)}
 
     # ------------------------------------------------------------------ public API
     def fit(self) -> dict[str, Any]:

@@ -50,3 +50,51 @@ def test_s2ef_quick_runs(tmp_path):
     assert set(result["runs"]) == {f"{d}/{m}" for d in datasets for m in ("linear", "schnet", "gemnet_oc")}
     for run in result["runs"].values():
         assert 0 <= run["efwt"] <= 1 and run["force_mae"] >= 0 and -1 <= run["force_cos"] <= 1
+
+
+def test_oc20_offset_corrected_energy_mae_by_hand():
+    """``gemnet_oc_oc20.evaluate``: per-trajectory mean energy errors removed (ood protocol), forces untouched."""
+    from torch_geometric.data import Data
+
+    from sciml.gnn.gemnet_oc.data import AtomsFrames
+
+    bench = _load("gemnet_oc_oc20")
+    energies, shifts = [1.0, 2.0, -3.0, 0.5], [1.0, 3.0, 5.0, 5.0]          # trajectories a, a, b, b
+    frames = AtomsFrames([Data(pos=torch.zeros(2, 3), z=torch.tensor([1, 8]), energy=torch.tensor([e]),
+                               forces=torch.ones(2, 3) * k, fixed=torch.tensor([False, True]), fid=torch.tensor([k]),
+                               num_nodes=2)
+                          for k, e in enumerate(energies)], sources=["a", "a", "b", "b"])
+
+    class Shifted(torch.nn.Module):
+        def forward(self, batch):
+            return {"energy": batch.energy.double() + torch.tensor(shifts, dtype=torch.float64)[batch.fid],
+                    "forces": batch.forces + 0.5}
+
+    for offset in (False, True):
+        m = bench.evaluate(Shifted(), frames, batch_size=3, offset_correct=offset)
+        assert m["energy_mae_raw"] == pytest.approx(sum(shifts) / 4)
+        # a: errors 1, 3 -> mean 2 -> corrected -1, +1; b: 5, 5 -> 0, 0
+        assert m["energy_mae"] == pytest.approx(0.5 if offset else sum(shifts) / 4)
+        assert m["force_mae"] == pytest.approx(0.5) and m["num_structures"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["gemnet_oc_oc20", "gemnet_oc_speed"])
+def test_oc20_and_speed_quick_runs(tmp_path, script):
+    pytest.importorskip("ase")
+    if script == "gemnet_oc_oc20" and not (Path(DATA) / "molecular" / "oc20_relaxation_trajs").exists():
+        pytest.skip("needs ../shared/data/molecular/oc20_relaxation_trajs")
+    out = tmp_path / f"{script}.json"
+    env = dict(os.environ, PYTHONSAFEPATH="1")
+    proc = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), "--quick", "--out", str(out),
+                           "--data-root", DATA], capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    if script == "gemnet_oc_oc20":
+        assert {k.rsplit("/", 1)[0] for k in result["runs"]} == {f"{p}/{m}" for p in ("id", "ood")
+                                                                 for m in ("linear", "schnet", "gemnet_oc")}
+        for run in result["runs"].values():
+            assert 0 <= run["efwt"] <= 1 and run["force_mae"] >= 0 and -1 <= run["force_cos"] <= 1
+    else:
+        for run in result["runs"].values():
+            assert run["timing"]["ours"]["median_s"] > 0 and run["params"]["ours"] > 0
