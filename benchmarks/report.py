@@ -236,10 +236,29 @@ def gemnet_oc_speed(res: dict, name: str) -> list[str]:
     return bench.performance_table(res, name)
 
 
+def pinn_deepxde(res: dict, name: str) -> list[str]:
+    cfg = res["config"]
+    lines = [f"### PINN training vs DeepXDE ({name})", "",
+             f"Machine: {_machine(res['machine'])}. The same problem, network, sampler, points and iterations in sciml "
+             "and DeepXDE 1.15.0 (PyTorch backend, a separate venv), one after the other per seed "
+             f"(benchmarks/pinn_deepxde.py, {cfg.get('threads', 1)} thread); CPU time of the training process (less "
+             "sensitive to machine load than wall time); mean over seeds.", "",
+             "| problem | sampler | sciml rel. L2 | DeepXDE rel. L2 | sciml CPU s | DeepXDE CPU s | DeepXDE / sciml |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for problem, by_sampler in res["summary"].items():
+        for sampler, r in by_sampler.items():
+            if "sciml" not in r or "deepxde" not in r:
+                continue
+            lines.append(f"| {problem} | {sampler} | {r['sciml']['rel_l2']['mean']:.3g} | "
+                         f"{r['deepxde']['rel_l2']['mean']:.3g} | {r['sciml']['cpu_s']['mean']:.1f} | "
+                         f"{r['deepxde']['cpu_s']['mean']:.1f} | {r['cpu_ratio_deepxde_over_sciml']['mean']:.2f} |")
+    return lines + [""]
+
+
 RENDERERS = {"sparse_ops": sparse_ops, "trainer_overhead": trainer_overhead, "data_io": data_io,
              "dagnn_speed": dagnn_speed, "lcm_speed": lcm_speed, "ode_solver_speed": ode_solver_speed,
              "operators_speed": operators_speed, "rqgnn_speed_cpu": rqgnn_speed,
-             "gemnet_oc_speed": gemnet_oc_speed}
+             "gemnet_oc_speed": gemnet_oc_speed, "pinn_deepxde": pinn_deepxde}
 
 
 def render() -> str:

@@ -96,7 +96,8 @@ def test_demo_runs_the_tour(tmp_path, capsys):
     for fragment in ("== 1. Config", "Train GCN", "Train DAGNN", "Train MLP", "val_acc", "SF (layer-local)",
                      "depth 2: test_acc", "config.yaml", "darcy.h5: ok", "MgNO (", "test relative L2",
                      "prediction NFE", "ernode", "RQGNN frozen filters", "test AUC",
-                     "== 13. What a run directory holds"):
+                     "== 13. PINN", "uniform  relative L2", "aas      relative L2",
+                     "== 14. What a run directory holds"):
         assert fragment in out
     import importlib.util
     if importlib.util.find_spec("ase") is not None:   # the GemNet-OC stop needs the optional ase

@@ -1,0 +1,125 @@
+"""Flow-based adaptive sampling on the 2-D Poisson peak problem: AAS vs DAS-G vs DAS-R vs uniform sampling at equal
+budgets, and a sweep of AAS's Sobolev weight beta.
+
+Problem: -Δu = f on [-1, 1]^2, u = exp(-1000 |x - (1/2, 1/2)|^2), soft Dirichlet data on 400 fixed boundary
+points (``sciml.operators.pinn.problems.PoissonPeak2D``); relative L2 on the 201^2 grid.
+
+Budget (the same for every sampler of a run): a tanh MLP 2-[width]x[depth]-1, ``--steps`` Adam steps (lr 1e-3) on
+``--points`` interior points per step, then no L-BFGS. Samplers:
+
+* ``uniform``: fresh uniform points every step (Random-R with period 1, the fair peer of AAS's fresh batches);
+* ``uniform_fixed``: one uniform set;
+* ``das_g`` / ``das_r``: DAS with ``--stages`` stages of steps/stages Adam steps each, the flow refitted
+  (``--das-flow-steps`` Adam steps at lr 2e-3, minibatch 500, the demo's flow size) between stages,
+  ``--points`` new points per stage (DAS-G's set grows, so its later steps see more points);
+* ``aas``: AAS with the demo's flow settings (``sciml.operators.pinn.demo.DEMO_AAS``: beta 1e-2, one flow ascent
+  step every 2 PINN steps, 10 % uniform points in every batch), the PINN minimising the plain mean over the flow's
+  batch (the min-max objective); ``aas_is``: the same with importance weights (the PINN minimises the uniform
+  average, estimated on the flow's batch; the demo's setting); ``aas_beta=<b>`` (plain loss) for the beta sweep.
+
+Every run records the relative L2 error, the wall time (training + sampler), the time inside the sampler and the
+share of the final points near the peak. ``--seeds`` seeds per sampler; mean ± std in the summary.
+
+usage: python benchmarks/pinn_flow_check.py [--quick] [--steps 800] [--points 500] [--seeds 0 1 2]
+       [--samplers uniform uniform_fixed das_g das_r aas aas_is] [--betas 1e-3 1e-1] [--threads 1]
+       [--out benchmarks/results/pinn_flow_check.json] [--fresh]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+RESULTS = Path(__file__).resolve().parent / "results"
+from _common import ResultFile, log, mean_std  # noqa: E402
+
+from sciml.operators.pinn.demo import DEMO_AAS, peak_fraction  # noqa: E402
+from sciml.operators.pinn.problems import PoissonPeak2D  # noqa: E402
+from sciml.operators.pinn.training import train_pinn  # noqa: E402
+
+DAS_KW = {"flow_lr": 2e-3, "flow_batch": 500, "flow_kwargs": DEMO_AAS["flow_kwargs"]}
+
+
+def sampler_spec(label: str, steps: int, stages: int, das_flow_steps: int) -> tuple[str, dict]:
+    if label == "uniform":
+        return "random_r", {"period": 1}
+    if label == "uniform_fixed":
+        return "uniform", {}
+    if label in ("das_g", "das_r"):
+        return label, {**DAS_KW, "stage_steps": max(1, steps // stages), "max_stages": stages - 1,
+                       "flow_steps": das_flow_steps}
+    if label == "aas":
+        return "aas", {**DEMO_AAS, "importance_weights": False}
+    if label == "aas_is":
+        return "aas", {**DEMO_AAS, "importance_weights": True}
+    if label.startswith("aas_beta="):
+        return "aas", {**DEMO_AAS, "importance_weights": False, "beta": float(label.split("=", 1)[1])}
+    raise SystemExit(f"unknown sampler {label!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="a smoke run of seconds")
+    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--points", type=int, default=500)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--stages", type=int, default=4, help="DAS stages (DAS code: 5)")
+    ap.add_argument("--das-flow-steps", type=int, default=300)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--samplers", nargs="+", default=["uniform", "uniform_fixed", "das_g", "das_r", "aas", "aas_is"])
+    ap.add_argument("--betas", type=float, nargs="*", default=[1e-3, 1e-1],
+                    help="extra AAS beta values (the default beta of DEMO_AAS is the 'aas' run)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--fresh", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.steps, args.points, args.width, args.stages, args.das_flow_steps = 20, 64, 16, 2, 5
+        args.seeds, args.betas = args.seeds[:1], args.betas[:1]
+    out = args.out or RESULTS / ("pinn_flow_check_quick.json" if args.quick else "pinn_flow_check.json")
+    labels = list(args.samplers) + [f"aas_beta={b:g}" for b in args.betas]
+    config = {"problem": "poisson_peak", "steps": args.steps, "points": args.points, "width": args.width,
+              "depth": args.depth, "stages": args.stages, "das_flow_steps": args.das_flow_steps,
+              "seeds": args.seeds, "samplers": labels, "threads": args.threads, "aas": DEMO_AAS, "das": DAS_KW,
+              "quick": args.quick}
+    results = ResultFile(out, config, fresh=args.fresh or args.quick)
+    problem = PoissonPeak2D(grid=51 if args.quick else 201)
+    for seed in args.seeds:
+        for label in labels:
+            key = f"{label}/seed{seed}"
+            if results.done(key):
+                continue
+            name, kwargs = sampler_spec(label, args.steps, args.stages, args.das_flow_steps)
+            t0 = time.perf_counter()
+            res = train_pinn(problem, name, sampler_kwargs=kwargs, n_points=args.points, adam_steps=args.steps,
+                             lr=1e-3, width=args.width, depth=args.depth, seed=seed)
+            wall = time.perf_counter() - t0
+            x, _ = res["sampler"].batch()
+            record = {"rel_l2": float(res["rel_l2"]), "wall_s": wall, "sampler_s": float(res["sampler_s"]),
+                      "final_points": int(len(x)), "peak_fraction": peak_fraction(x)}
+            results.add(key, record)
+            log(f"{key:<22} rel L2 {record['rel_l2']:.4f}  wall {wall:6.1f} s  (sampler {record['sampler_s']:.1f} s)"
+                f"  points {record['final_points']}  near peak {100 * record['peak_fraction']:.1f} %")
+    summary = {}
+    for label in labels:
+        runs = [results.data["runs"][f"{label}/seed{s}"] for s in args.seeds
+                if f"{label}/seed{s}" in results.data["runs"]]
+        if runs:
+            summary[label] = {k: mean_std([r[k] for r in runs]) for k in ("rel_l2", "wall_s", "sampler_s",
+                                                                          "peak_fraction")}
+    results.set_summary(summary)
+    for label, s in summary.items():
+        log(f"{label:<16} rel L2 {s['rel_l2']['mean']:.4f} ± {s['rel_l2']['std']:.4f}   wall "
+            f"{s['wall_s']['mean']:.1f} ± {s['wall_s']['std']:.1f} s   (n={s['rel_l2']['n']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

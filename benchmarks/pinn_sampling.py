@@ -1,0 +1,318 @@
+"""PINN collocation sampling: every sampler on the 2-D Poisson peak, the 10-D exponential problem, Burgers and
+Allen-Cahn, several seeds, relative L2 error and wall time from the same runs.
+
+Samplers: uniform (fixed), random_r (uniform, redrawn every 100 steps), rar_g, rar_d, rad
+(``sciml.operators.pinn.sampling``) and das_g, das_r, aas (``sciml.operators.pinn.flow_samplers``; skipped with a
+log line when that module is not available). Every run: a fresh tanh MLP (seeded), Adam (lr 1e-3) with the sampler
+updating after each step, then L-BFGS (strong Wolfe) on the final point set, both through ``sciml.train.Trainer``
+(:func:`sciml.operators.pinn.train_pinn`). The budgets (``BUDGETS``) are CPU-sized: about 1-3 % of the iterations of
+Wu et al. (15 000 Adam + L-BFGS, then 100 rounds of 1000 Adam + 1000 L-BFGS) and of DAS (5 stages x 3000 epochs);
+they are stored in the JSON config next to the papers' ones.
+
+Results: ``benchmarks/results/pinn_sampling.json`` (resumable: a run already there is skipped, so
+``--samplers das_g das_r aas`` adds the flow samplers later). Seed-0 models and point sets go to
+``runs/pinn_sampling/`` for ``--figures`` (docs/pinn_<problem>.png: reference solution, seed-0 error of the best
+sampler, and where each sampler put its points).
+
+usage: python benchmarks/pinn_sampling.py [--quick] [--problems peak exp burgers allen_cahn]
+       [--samplers uniform random_r rar_g rar_d rad das_g das_r aas] [--seeds 0 1 2] [--threads 1]
+       [--out benchmarks/results/pinn_sampling.json] [--fresh] [--figures]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+from _common import ResultFile, log, mean_std  # noqa: E402
+
+from sciml.errors import ConfigError  # noqa: E402
+from sciml.operators.pinn import available_samplers, make_problem, make_sampler, train_pinn  # noqa: E402
+
+ALL_SAMPLERS = ["uniform", "random_r", "rar_g", "rar_d", "rad", "das_g", "das_r", "aas"]
+FLOW_SAMPLERS = ("das_g", "das_r", "aas")
+
+# CPU budgets (1 thread). adam: Adam steps; period: steps between residual-based refinements (RAD/RAR/DAS rounds);
+# candidates: RAD/RAR candidate pool; lbfgs: outer L-BFGS steps x lbfgs_iter inner iterations on the final set.
+BUDGETS: dict[str, dict[str, Any]] = {
+    "peak": {"problem": {"num_boundary": 200}, "n_points": 500, "width": 32, "depth": 3, "adam": 400, "period": 100,
+             "candidates": 5000, "lbfgs": 5, "lbfgs_iter": 10},
+    "exp": {"problem": {"dim": 10, "num_boundary": 300}, "n_points": 300, "width": 32, "depth": 3, "adam": 300,
+            "period": 75, "candidates": 2000, "lbfgs": 3, "lbfgs_iter": 10},
+    "burgers": {"problem": {}, "n_points": 1000, "width": 64, "depth": 3, "adam": 400, "period": 100,
+                "candidates": 5000, "lbfgs": 5, "lbfgs_iter": 10},
+    "allen_cahn": {"problem": {}, "n_points": 1000, "width": 64, "depth": 3, "adam": 400, "period": 100,
+                   "candidates": 5000, "lbfgs": 5, "lbfgs_iter": 10},
+}
+QUICK: dict[str, dict[str, Any]] = {
+    "peak": {"problem": {"grid": 51, "num_boundary": 100}, "n_points": 200, "width": 16, "depth": 2, "adam": 40,
+             "period": 10, "candidates": 1000, "lbfgs": 2, "lbfgs_iter": 5, "flow_steps": 5},
+    "exp": {"problem": {"dim": 10, "num_boundary": 100, "num_reference": 2000}, "n_points": 100, "width": 16,
+            "depth": 2, "adam": 20, "period": 10, "candidates": 500, "lbfgs": 1, "lbfgs_iter": 5, "flow_steps": 5},
+    "burgers": {"problem": {}, "n_points": 200, "width": 16, "depth": 2, "adam": 40, "period": 10,
+                "candidates": 1000, "lbfgs": 2, "lbfgs_iter": 5, "flow_steps": 5},
+    "allen_cahn": {"problem": {}, "n_points": 200, "width": 16, "depth": 2, "adam": 40, "period": 10,
+                   "candidates": 1000, "lbfgs": 2, "lbfgs_iter": 5, "flow_steps": 5},
+}
+PAPER_BUDGETS = {
+    "wu2023_burgers_allen_cahn": "N=2000, 2-[64]x3-1 tanh, hard IC/BC; Adam 15000 (lr 1e-3) + L-BFGS (<=15000), "
+                                 "then 100 rounds of (resample/add from 100000 candidates, Adam 1000 + L-BFGS 1000); "
+                                 "float64",
+    "das_peak_exp": "N=1000 (+boundary), depth 6 width 32 tanh; 5 stages of 3000 Adam epochs (lr 1e-4, batch 1000) "
+                    "+ 3000 flow epochs per stage",
+}
+PUBLISHED = {"burgers": {"rad": 0.0002, "rar_d": 0.0003, "rar_g": 0.0012, "random_r": 0.0169},
+             "allen_cahn": {"rad": 0.0008, "rar_d": 0.0009, "rar_g": 0.0053, "random_r": 0.0055},
+             "source": "Wu et al., CMAME 2023 (third-party transcription of the table, see reference notes 5.3)"}
+
+
+def sampler_kwargs(name: str, budget: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Constructor arguments of sampler ``name`` under ``budget``."""
+    rounds = max(1, (budget["adam"] - 1) // budget["period"])
+    if name == "uniform":
+        kw: dict[str, Any] = {}
+    elif name == "random_r":
+        kw = {"period": min(100, budget["period"])}
+    elif name in ("rad", "rar_g", "rar_d"):
+        kw = {"period": budget["period"], "n_candidates": budget["candidates"]}
+        if name != "rad":
+            kw["max_refinements"] = rounds
+    elif name in ("das_g", "das_r"):
+        # 100 flow-fit steps per stage (part B's default 300; DAS: 3000 at lr 1e-4), to fit the CPU budget
+        kw = {"stage_steps": budget["period"], "max_stages": rounds, "flow_steps": budget.get("flow_steps", 100)}
+    elif name == "aas":  # the settings of part B's demo (sciml.operators.pinn.demo.DEMO_AAS)
+        from sciml.operators.pinn.demo import DEMO_AAS
+
+        kw = copy.deepcopy(DEMO_AAS)
+    else:
+        kw = {}
+    kw.update(overrides.get(name, {}))
+    return kw
+
+
+def run_one(problem_name: str, sampler_name: str, seed: int, budget: dict[str, Any],
+            overrides: dict[str, dict[str, Any]], artifacts: Path | None) -> dict[str, Any]:
+    problem = make_problem(problem_name, **budget["problem"])
+    kw = sampler_kwargs(sampler_name, budget, overrides)
+    sampler = make_sampler(sampler_name, **kw)
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = train_pinn(problem, sampler, n_points=budget["n_points"], adam_steps=budget["adam"], lr=1e-3,
+                     lbfgs_steps=budget["lbfgs"], lbfgs_iterations=budget["lbfgs_iter"], width=budget["width"],
+                     depth=budget["depth"], seed=seed, eval_every=budget["period"])
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    x, _ = out["sampler"].batch()
+    if artifacts is not None and seed == 0:
+        artifacts.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": out["model"].state_dict(), "points": x.detach().cpu(),
+                    "width": budget["width"], "depth": budget["depth"], "problem": problem_name,
+                    "problem_kwargs": budget["problem"], "sampler": sampler_name},
+                   artifacts / f"{problem_name}_{sampler_name}_seed0.pt")
+    return {"problem": problem_name, "sampler": sampler_name, "seed": seed, "sampler_kwargs": kw,
+            "rel_l2": out["rel_l2"], "rel_l2_adam": out["rel_l2_adam"], "wall_s": round(wall, 2),
+            "cpu_s": round(cpu, 2),
+            "adam_s": round(out["adam_s"], 2), "lbfgs_s": round(out["lbfgs_s"], 2),
+            "sampler_s": round(out["sampler_s"], 2), "sampler_changes": out["sampler_changes"],
+            "num_points": out["num_points"], "history": [[s, e] for s, e in out["history"]]}
+
+
+def summarize(results: ResultFile, problems: list[str], samplers: list[str], seeds: list[int]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for p in problems:
+        for s in samplers:
+            runs = [results.data["runs"][k] for k in (f"{p}/{s}/seed{i}" for i in seeds) if results.done(k)]
+            if not runs:
+                continue
+            summary.setdefault(p, {})[s] = {
+                "rel_l2": mean_std([r["rel_l2"] for r in runs]),
+                "rel_l2_adam": mean_std([r["rel_l2_adam"] for r in runs]),
+                "wall_s": mean_std([r["wall_s"] for r in runs]),
+                "cpu_s": mean_std([r.get("cpu_s", r["wall_s"]) for r in runs]),
+                "sampler_s": mean_std([r["sampler_s"] for r in runs]),
+                "complete": len(runs) == len(seeds)}
+    return summary
+
+
+def table(summary: dict[str, Any]) -> str:
+    """Markdown table: rel. L2 (mean ± std, %) and wall time per problem and sampler."""
+    problems = list(summary)
+    samplers = [s for s in ALL_SAMPLERS if any(s in summary[p] for p in problems)]
+    head = "| sampler | " + " | ".join(f"{p} rel. L2 (%) | {p} CPU s" for p in problems) + " |"
+    lines = [head, "|" + "---|" * (1 + 2 * len(problems))]
+    for s in samplers:
+        cells = []
+        for p in problems:
+            r = summary[p].get(s)
+            if r is None:
+                cells += ["–", "–"]
+            else:
+                e, t = r["rel_l2"], r.get("cpu_s", r["wall_s"])
+                cells += [f"{100 * e['mean']:.3g} ± {100 * e['std']:.2g}", f"{t['mean']:.0f}"]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- figures
+def make_figures(artifacts: Path, problems: list[str], samplers: list[str], out_dir: Path,
+                 summary: dict[str, Any]) -> list[Path]:
+    """One figure per problem: the reference solution, |error| of the best sampler's seed-0 model, and the final
+    collocation points of every sampler (10-D: the first two coordinates)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sciml.operators.pinn import MLP
+
+    written = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for p in problems:
+        runs = {s: artifacts / f"{p}_{s}_seed0.pt" for s in samplers}
+        runs = {s: f for s, f in runs.items() if f.exists()}
+        if not runs:
+            log(f"figures: no seed-0 artifacts for {p} in {artifacts}, skipped")
+            continue
+        first = torch.load(next(iter(runs.values())), weights_only=True)
+        problem = make_problem(p, **first["problem_kwargs"])
+        errs = summary.get(p, {})
+        best = min(runs, key=lambda s: errs.get(s, {}).get("rel_l2", {}).get("mean", math.inf))
+        state = torch.load(runs[best], weights_only=True)
+        model = MLP(problem.dim, state["width"], state["depth"])
+        model.load_state_dict(state["model"])
+        model.eval()
+        if p in ("burgers", "allen_cahn"):
+            pts, ref = problem.reference()
+            with torch.no_grad():
+                pred = problem.solution(model, pts)
+            nx = len(torch.unique(pts[:, 0]))
+            shape = (-1, nx)
+            xs, ts = pts[:, 0].reshape(shape), pts[:, 1].reshape(shape)
+            axes_xy, lab = (ts, xs), ("t", "x")
+            ref_grid, err_grid = ref.reshape(shape), (pred - ref).abs().reshape(shape)
+        else:  # a 2-D slice through the peak (10-D: x_3..x_10 = 0)
+            g = torch.linspace(-1, 1, 201)
+            xx, yy = torch.meshgrid(g, g, indexing="ij")
+            pts = torch.zeros(xx.numel(), problem.dim)
+            pts[:, 0], pts[:, 1] = xx.reshape(-1), yy.reshape(-1)
+            with torch.no_grad():
+                pred = problem.solution(model, pts)
+            ref = problem.exact(pts)
+            axes_xy, lab = (xx, yy), ("x1", "x2")
+            ref_grid, err_grid = ref.reshape(xx.shape), (pred - ref).abs().reshape(xx.shape)
+        panels = 2 + len(runs)
+        ncols = min(5, panels)
+        nrows = -(-panels // ncols)
+        fig, grid = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.0 * nrows), constrained_layout=True,
+                                 squeeze=False)
+        axs = list(grid.reshape(-1))
+        for ax in axs[panels:]:
+            ax.axis("off")
+        im = axs[0].pcolormesh(*axes_xy, ref_grid, shading="auto", cmap="RdBu_r")
+        axs[0].set_title(f"{p}: reference" + (" (slice)" if p == "exp" else ""))
+        fig.colorbar(im, ax=axs[0])
+        im = axs[1].pcolormesh(*axes_xy, err_grid, shading="auto", cmap="magma")
+        e = errs.get(best, {}).get("rel_l2", {}).get("mean")
+        axs[1].set_title(f"|error|, {best} seed 0" + (f"\n(mean rel. L2 {100 * e:.2g} %)" if e else ""))
+        fig.colorbar(im, ax=axs[1])
+        for ax in axs[:2]:
+            ax.set_xlabel(lab[0])
+            ax.set_ylabel(lab[1])
+        for ax, (s, f) in zip(axs[2:], runs.items()):
+            x = torch.load(f, weights_only=True)["points"]
+            if p in ("burgers", "allen_cahn"):
+                ax.scatter(x[:, 1], x[:, 0], s=0.5, c="k")
+                ax.set_xlim(0, 1)
+            else:
+                ax.scatter(x[:, 0], x[:, 1], s=0.5, c="k")
+                ax.set_xlim(-1, 1)
+            ax.set_ylim(-1, 1)
+            ax.set_title(f"{s}: {len(x)} points")
+            ax.set_xlabel(lab[0])
+        out = out_dir / f"pinn_{p}.png"
+        fig.savefig(out, dpi=90)
+        plt.close(fig)
+        written.append(out)
+        log(f"figure {out}")
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny nets and budgets, 1 seed")
+    p.add_argument("--problems", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
+    p.add_argument("--samplers", nargs="+", default=ALL_SAMPLERS, choices=ALL_SAMPLERS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--sampler-kwargs", default="{}", help='JSON {"sampler": {kwarg: value}} overrides')
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None)
+    p.add_argument("--artifacts", default=str(ROOT / "runs" / "pinn_sampling"))
+    p.add_argument("--fresh", action="store_true")
+    p.add_argument("--figures", action="store_true", help="write docs/pinn_<problem>.png from the seed-0 runs")
+    p.add_argument("--figures-only", action="store_true", help="only the figures (no training)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.figures = args.figures or args.figures_only
+    budgets = QUICK if args.quick else BUDGETS
+    if args.quick:
+        args.seeds = args.seeds[:1]
+    overrides = json.loads(args.sampler_kwargs)
+    out = args.out or str(RESULTS / ("pinn_sampling" + ("_quick" if args.quick else "") + ".json"))
+    # quick runs keep their seed-0 models beside --out (only for --figures); real runs under runs/pinn_sampling
+    artifacts: Path | None = Path(args.artifacts) if not args.quick else \
+        (Path(out).parent / "pinn_quick_runs" if args.figures else None)
+    available = available_samplers()
+    samplers = []
+    for s in args.samplers:
+        if s in available:
+            samplers.append(s)
+        else:
+            log(f"sampler {s}: not available (sciml.operators.pinn.flow_samplers missing?), skipped")
+    cfg = {"task": "pinn_collocation_sampling", "budgets": {k: budgets[k] for k in args.problems},
+           "optimizer": "Adam lr 1e-3 (sampler update after every step), then L-BFGS (lr 1, strong Wolfe, history "
+                        "50) on the final set", "model": "tanh MLP, Glorot normal, zero bias",
+           "paper_budgets": PAPER_BUDGETS, "published": PUBLISHED, "threads": args.threads,
+           "quick": args.quick, "sampler_kwargs_overrides": overrides}
+    results = ResultFile(out, cfg, fresh=args.fresh or args.quick)
+    if not args.figures_only:
+        log(f"{len(args.problems)} problems x {len(samplers)} samplers x seeds {args.seeds}, {args.threads} thread(s)"
+            f" -> {out}")
+        t_all = time.perf_counter()
+        for prob in args.problems:
+            for s in samplers:
+                for seed in args.seeds:
+                    key = f"{prob}/{s}/seed{seed}"
+                    if results.done(key):
+                        continue
+                    try:
+                        rec = run_one(prob, s, seed, budgets[prob], overrides, artifacts)
+                    except FileNotFoundError as err:
+                        log(f"{key}: skipped ({err})")
+                        break
+                    except ConfigError as err:
+                        log(f"{key}: sampler could not be built ({err}), skipped")
+                        break
+                    results.add(key, rec)
+                    log(f"{key}: rel L2 {rec['rel_l2']:.3e} (after Adam {rec['rel_l2_adam']:.3e}), "
+                        f"{rec['num_points']} points, {rec['wall_s']:.1f}s (sampler {rec['sampler_s']:.1f}s)")
+        log(f"total {time.perf_counter() - t_all:.0f}s")
+    summary = summarize(results, args.problems, ALL_SAMPLERS, args.seeds)
+    results.set_summary(summary)
+    if summary:
+        print(table(summary))
+    if args.figures:
+        make_figures(artifacts, args.problems, ALL_SAMPLERS,
+                     Path(out).parent / "pinn_quick_figures" if args.quick else ROOT / "docs", summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+r"""PINN solution networks and training through :class:`sciml.train.Trainer`: Adam, then L-BFGS.
+
+* :class:`MLP`: a fully connected tanh network ``dim -> [width] * depth -> 1`` with Glorot-normal weights and zero
+  biases (DeepXDE's ``FNN(..., "tanh", "Glorot normal")``, Wu et al.'s nets).
+* :class:`PINNTask`: a :class:`~sciml.train.Task` whose "batch" is ignored: each step takes its interior points
+  from a :class:`~sciml.operators.pinn.sampling.CollocationSampler`; the loss is
+  ``mean(w r^2) + boundary_loss``. The sampler's ``update(step, model)`` runs at the start of the next step (after
+  the optimizer step ``step`` of the previous one), so the sampler state stored in a checkpoint is consistent with
+  the weights stored beside it. Validation reports the relative :math:`L^2` error against the problem's reference.
+* :class:`ClosureLBFGS`: ``torch.optim.LBFGS`` whose ``step()`` without a closure asks the task for one. The
+  Trainer calls ``optimizer.step()`` without a closure after its own forward/backward pass, so the closure returns
+  that already computed loss (the gradients are in place) on its first call and recomputes loss and gradients on
+  the further calls the line search makes, on the same points.
+* :func:`train_pinn`: the two phases (Adam ``adam_steps``, then L-BFGS ``lbfgs_steps`` outer steps of
+  ``lbfgs_iterations`` inner iterations on the final point set) as two Trainer runs, with wall time and the error.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from sciml.errors import ConfigError
+from sciml.train import Task, Trainer, unwrap
+
+from .problems import PDEProblem
+from .sampling import CollocationSampler, make_sampler
+
+__all__ = ["MLP", "PINNTask", "ClosureLBFGS", "train_pinn"]
+
+
+class MLP(nn.Module):
+    r"""Fully connected network :math:`\mathbb R^{d}\to\mathbb R^{out}` with ``depth`` hidden layers of ``width``
+    and ``activation`` (tanh) between them, Glorot-normal weights and zero biases.
+
+    Args:
+        in_features (int): input dimension ``d``.
+        width (int): hidden width. (default: ``64``)
+        depth (int): hidden layers. (default: ``3``)
+        out_features (int): outputs. (default: ``1``)
+        activation (str): ``"tanh"``, ``"sin"``, ``"gelu"`` or ``"softplus"``. (default: ``"tanh"``)
+
+    Shapes:
+        ``(n, d) -> (n, out_features)``.
+    """
+
+    _ACTS: dict[str, Callable[[], nn.Module]] = {"tanh": nn.Tanh, "gelu": nn.GELU, "softplus": nn.Softplus}
+
+    def __init__(self, in_features: int, width: int = 64, depth: int = 3, out_features: int = 1, *,
+                 activation: str = "tanh") -> None:
+        super().__init__()
+        for name, value in (("in_features", in_features), ("width", width), ("depth", depth),
+                            ("out_features", out_features)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"MLP: {name} must be a positive integer, got {value!r}")
+        if activation not in (*self._ACTS, "sin"):
+            raise ConfigError(f"MLP: activation must be one of {sorted((*self._ACTS, 'sin'))}, got {activation!r}")
+        sizes = [in_features] + [width] * depth + [out_features]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.activation = activation
+        self.act = _Sin() if activation == "sin" else self._ACTS[activation]()
+        for lin in self.layers:
+            nn.init.xavier_normal_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for lin in self.layers[:-1]:
+            x = self.act(lin(x))
+        return self.layers[-1](x)
+
+
+class _Sin(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sin(x)
+
+
+class PINNTask(Task):
+    """Physics-informed loss on points from a sampler; validation = relative :math:`L^2` error.
+
+    ``training_step`` returns ``loss = mean(w r^2) + boundary_loss`` with the parts ``residual_loss`` and
+    ``boundary_loss`` and ``num_points``. ``validation_step`` returns ``rel_l2`` (and ``loss`` = ``rel_l2``).
+    The batch the Trainer passes is ignored (train on ``[0]``, one step per epoch).
+
+    Args:
+        problem (PDEProblem): the PDE.
+        sampler (CollocationSampler): where the residual is evaluated; set up by the task when it is not yet
+            (``n_points`` points, generator seeded by ``seed``).
+        n_points (int): collocation points. (default: ``2000``)
+        seed (int): seed of the sampler's generator. (default: ``0``)
+        update_sampler (bool): call ``sampler.update`` (off for a phase on a frozen set, e.g. L-BFGS).
+            (default: ``True``)
+    """
+
+    def __init__(self, problem: PDEProblem, sampler: CollocationSampler, *, n_points: int = 2000, seed: int = 0,
+                 update_sampler: bool = True) -> None:
+        self.problem, self.sampler = problem, sampler
+        if sampler.problem is None:
+            sampler.setup(problem, n_points, torch.Generator().manual_seed(int(seed)))
+        self.update_sampler = update_sampler
+        self.steps_done = 0          # optimizer steps whose sampler update is done
+        self.pending_step = 0        # last optimizer step (its update runs at the start of the next step)
+        self.sampler_changes = 0
+        self.sampler_seconds = 0.0
+        self.history: list[tuple[int, float]] = []  # (training steps so far, rel_l2) of every validation
+        self._closure_state: tuple[nn.Module, Tensor, Tensor | None, Tensor] | None = None
+
+    def loss(self, model: nn.Module, x: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(total, residual part, boundary part)`` on points ``x``."""
+        r2 = self.problem.residual(model, x).pow(2)
+        res = r2.mean() if weights is None else (weights.to(r2) * r2).mean()
+        bnd = self.problem.boundary_loss(model).to(res)
+        return res + bnd, res, bnd
+
+    def _points(self, model: nn.Module) -> tuple[Tensor, Tensor | None]:
+        if self.update_sampler and self.pending_step > self.steps_done:
+            t0 = time.perf_counter()
+            if self.sampler.update(self.pending_step, unwrap(model)):
+                self.sampler_changes += 1
+            self.sampler_seconds += time.perf_counter() - t0
+            self.steps_done = self.pending_step
+        x, w = self.sampler.batch()
+        device = next(unwrap(model).parameters()).device
+        return x.to(device), (None if w is None else w.to(device))
+
+    def training_step(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
+        x, w = self._points(model)
+        total, res, bnd = self.loss(model, x, w)
+        self._closure_state = (model, x, w, total.detach())
+        self.pending_step += 1
+        return {"loss": total, "residual_loss": res.detach(), "boundary_loss": bnd.detach(),
+                "num_points": total.new_tensor(float(len(x))).detach()}
+
+    def closure(self, optimizer: torch.optim.Optimizer) -> Callable[[], Tensor]:
+        """An L-BFGS closure on this step's points; its first call returns the loss the Trainer has already
+        differentiated (the gradients are in place)."""
+        if self._closure_state is None:
+            raise ConfigError("PINNTask.closure: no training step ran before the optimizer step")
+        model, x, w, first = self._closure_state
+        calls = [0]
+
+        def closure() -> Tensor:
+            calls[0] += 1
+            if calls[0] == 1:
+                return first
+            optimizer.zero_grad(set_to_none=False)
+            total, _, _ = self.loss(model, x, w)
+            total.backward()
+            return total.detach()
+
+        return closure
+
+    @torch.no_grad()
+    def validation_step(self, model: nn.Module, batch: Any) -> dict[str, Tensor | float]:
+        err = self.problem.relative_l2(model)
+        self.history.append((self.pending_step, err))
+        return {"loss": err, "rel_l2": err}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state_dict(), "steps_done": self.steps_done,
+                "pending_step": self.pending_step, "sampler_changes": self.sampler_changes,
+                "history": [list(h) for h in self.history]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        self.steps_done = int(state.get("steps_done", 0))
+        self.pending_step = int(state.get("pending_step", 0))
+        self.sampler_changes = int(state.get("sampler_changes", 0))
+        self.history = [(int(s), float(e)) for s, e in state.get("history", [])]
+
+
+class ClosureLBFGS(torch.optim.LBFGS):
+    """``torch.optim.LBFGS`` for the step-based Trainer: ``step()`` without a closure takes
+    ``task.closure(self)`` (:meth:`PINNTask.closure`). Use with ``accumulate=1`` and no ``grad_clip`` (the
+    line search re-evaluates the full loss itself).
+
+    Args:
+        params: parameters.
+        task (PINNTask): provides the closure.
+        **kwargs: ``torch.optim.LBFGS`` arguments (``lr``, ``max_iter``, ``history_size``, ``line_search_fn``...).
+    """
+
+    def __init__(self, params: Any, task: PINNTask, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._task = task
+
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
+        return super().step(closure if closure is not None else self._task.closure(self))
+
+
+def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model: nn.Module | None = None,
+               n_points: int = 2000, adam_steps: int = 2000, lr: float = 1e-3, lbfgs_steps: int = 0,
+               lbfgs_iterations: int = 20, lbfgs_history: int = 50, width: int = 64, depth: int = 3,
+               seed: int = 0, eval_every: int = 0, run_dir: str | None = None, progress: str = "none",
+               log_every: int = 100, sampler_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    r"""Train a PINN: Adam for ``adam_steps`` steps (the sampler updates after each), then L-BFGS for
+    ``lbfgs_steps`` outer steps of at most ``lbfgs_iterations`` iterations each (strong-Wolfe line search) on the
+    sampler's final point set, both through :class:`~sciml.train.Trainer`.
+
+    Args:
+        problem (PDEProblem): the PDE.
+        sampler (CollocationSampler or str): a sampler or a :func:`make_sampler` name (with ``sampler_kwargs``).
+        model (nn.Module, optional): the network. (default: ``MLP(problem.dim, width, depth)``, seeded by ``seed``)
+        n_points (int): collocation points. (default: ``2000``)
+        adam_steps (int): Adam steps (``0``: none). (default: ``2000``)
+        lr (float): Adam learning rate. (default: ``1e-3``)
+        lbfgs_steps (int): L-BFGS outer steps (``0``: none). (default: ``0``)
+        lbfgs_iterations (int): L-BFGS iterations per outer step. (default: ``20``)
+        lbfgs_history (int): L-BFGS history size. (default: ``50``)
+        width, depth (int): the default MLP. (default: ``64``, ``3``)
+        seed (int): seeds the model, the sampler and the Trainer. (default: ``0``)
+        eval_every (int): validate (relative :math:`L^2`) every this many steps, ``0``: only at the end.
+            (default: ``0``)
+        run_dir (str, optional): Trainer run directory (``<run_dir>/adam``, ``<run_dir>/lbfgs``; resumable).
+            (default: ``None``)
+        progress (str): Trainer progress (``"none"``, ``"log"``, ``"bar"``, ``"auto"``). (default: ``"none"``)
+        log_every (int): steps between progress/metrics records. (default: ``100``)
+        sampler_kwargs (dict, optional): arguments of :func:`make_sampler` when ``sampler`` is a name.
+
+    Returns:
+        dict: ``rel_l2`` (final), ``rel_l2_adam`` (after the Adam phase), ``wall_s``, ``adam_s``, ``lbfgs_s``,
+        ``sampler_s`` (time inside ``sampler.update``), ``sampler_changes``, ``num_points`` (final set),
+        ``history`` (``[(step, rel_l2)]`` of the validations), ``model``, ``sampler``, ``task``.
+    """
+    for name, value in (("adam_steps", adam_steps), ("lbfgs_steps", lbfgs_steps), ("eval_every", eval_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"train_pinn: {name} must be an integer >= 0, got {value!r}")
+    if adam_steps + lbfgs_steps == 0:
+        raise ConfigError("train_pinn: adam_steps and lbfgs_steps are both 0")
+    if isinstance(sampler, str):
+        sampler = make_sampler(sampler, **(sampler_kwargs or {}))
+    if model is None:
+        torch.manual_seed(seed)
+        model = MLP(problem.dim, width, depth).to(problem.domain.dtype)
+    task = PINNTask(problem, sampler, n_points=n_points, seed=seed)
+    t_start = time.perf_counter()
+    common = dict(train_data=[0], val_data=[0], batch_size=1, shuffle=False, val_unit="step", seed=seed,
+                  progress=progress, log_every=log_every, device=str(next(model.parameters()).device),
+                  distributed="off", handle_signals=False,
+                  checkpoint_every=0 if run_dir is None else 1000)
+
+    def run(phase: str, steps: int, optimizer: Any, lr_: float) -> tuple[float, float]:
+        every = eval_every if eval_every > 0 else steps
+        trainer = Trainer(model, task, optimizer=optimizer, lr=lr_, max_steps=steps, val_every=every,
+                          run_dir=None if run_dir is None else f"{run_dir}/{phase}", **common)
+        t0 = time.perf_counter()
+        trainer.fit()
+        if not task.history or task.history[-1][0] != task.pending_step:  # no validation at the last step
+            was_training = model.training
+            model.eval()
+            task.validation_step(model, None)
+            model.train(was_training)
+        return time.perf_counter() - t0, task.history[-1][1]
+
+    adam_s = lbfgs_s = 0.0
+    err_adam = math.nan
+    if adam_steps:
+        adam_s, err_adam = run("adam", adam_steps, "adam", lr)
+    err = err_adam
+    if lbfgs_steps:
+        task.update_sampler = False
+        opt = (lambda params: ClosureLBFGS(params, task, lr=1.0, max_iter=lbfgs_iterations,
+                                           history_size=lbfgs_history, line_search_fn="strong_wolfe",
+                                           tolerance_grad=1e-9, tolerance_change=0.0))
+        lbfgs_s, err = run("lbfgs", lbfgs_steps, opt, 1.0)
+        task.update_sampler = True
+    x, _ = sampler.batch()
+    return {"rel_l2": err, "rel_l2_adam": err_adam, "wall_s": time.perf_counter() - t_start, "adam_s": adam_s,
+            "lbfgs_s": lbfgs_s, "sampler_s": task.sampler_seconds, "sampler_changes": task.sampler_changes,
+            "num_points": int(len(x)), "history": list(task.history), "model": model, "sampler": sampler, "task": task}

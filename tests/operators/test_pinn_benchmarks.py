@@ -1,0 +1,61 @@
+"""The PINN benchmark scripts: sampler arguments follow the budget (fast), and --quick smoke runs (slow; no timing or
+accuracy asserted, only that every run finished and recorded its error and time)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+PEER = os.environ.get("SCIML_DEEPXDE_PYTHON", "/work/peer_venv/bin/python")
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_sciml_bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sampler_kwargs_follow_the_budget():
+    ps = _load("pinn_sampling")
+    b = {"adam": 3000, "period": 500, "candidates": 20000}
+    assert ps.sampler_kwargs("rad", b, {}) == {"period": 500, "n_candidates": 20000}
+    # refinements at steps 500 .. 2500: 5 rounds, so RAR grows from N/2 to N within the Adam phase
+    assert ps.sampler_kwargs("rar_d", b, {})["max_refinements"] == 5
+    assert ps.sampler_kwargs("random_r", b, {}) == {"period": 100}
+    assert ps.sampler_kwargs("rad", b, {"rad": {"k": 2.0}})["k"] == 2.0
+    summary = {"peak": {"rad": {"rel_l2": {"mean": 0.5, "std": 0.1}, "wall_s": {"mean": 10.0}}}}
+    assert "| rad | 50 ± 10 | 10 |" in ps.table(summary)
+
+
+def _run(script: str, tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / f"{script}.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONSAFEPATH": "1"}
+    proc = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), "--quick", "--out", str(out), *extra],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_pinn_sampling_quick_run(tmp_path):
+    data = _run("pinn_sampling", tmp_path, "--problems", "peak", "exp", "--samplers", "uniform", "random_r", "rad",
+                "rar_g", "rar_d", "--figures")
+    for key in ("peak/rad/seed0", "exp/rar_d/seed0", "peak/uniform/seed0"):
+        rec = data["runs"][key]
+        assert rec["rel_l2"] > 0 and rec["wall_s"] > 0
+    assert (tmp_path / "pinn_quick_figures" / "pinn_peak.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(PEER).exists(), reason=f"no DeepXDE peer interpreter at {PEER}")
+def test_pinn_deepxde_quick_run(tmp_path):
+    data = _run("pinn_deepxde", tmp_path, "--peer-python", PEER, "--problems", "peak", "--samplers", "rad")
+    rec = data["runs"]["peak/rad/seed0"]
+    assert rec["sciml"]["rel_l2"] > 0 and rec["deepxde"]["rel_l2"] > 0 and rec["time_ratio_deepxde_over_sciml"] > 0

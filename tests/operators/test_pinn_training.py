@@ -1,0 +1,97 @@
+"""PINN training through the shared Trainer (sciml.operators.pinn.training): L-BFGS through the Trainer equals plain
+torch L-BFGS with its usual closure, the sampler is updated after every Adam step and frozen for L-BFGS, a run
+directory resumes with the sampler state, and a short run lowers the error a lot on an easy problem."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sciml.errors import ConfigError
+from sciml.operators.pinn import MLP, CollocationSampler, PoissonPeak2D, make_sampler, train_pinn
+
+F64 = torch.float64
+
+
+def easy_problem(dtype=F64):
+    """A smooth bump exp(-4 |x - (1/2, 1/2)|^2) on [-1, 1]^2 (the peak problem with a = 4)."""
+    return PoissonPeak2D(sharpness=4.0, grid=41, num_boundary=80, dtype=dtype)
+
+
+def test_lbfgs_through_the_trainer_equals_torch_lbfgs():
+    problem = easy_problem()
+    torch.manual_seed(0)
+    a = MLP(2, 8, 2).double()
+    b = MLP(2, 8, 2).double()
+    b.load_state_dict(a.state_dict())
+    out = train_pinn(problem, "uniform", model=a, n_points=64, adam_steps=0, lbfgs_steps=3, lbfgs_iterations=4,
+                     lbfgs_history=10, seed=5)
+    # the reference: the same points (the sampler's generator seeded by seed=5) and torch's LBFGS with a closure
+    ref_sampler = make_sampler("uniform")
+    ref_sampler.setup(problem, 64, torch.Generator().manual_seed(5))
+    x, _ = ref_sampler.batch()
+    opt = torch.optim.LBFGS(b.parameters(), lr=1.0, max_iter=4, history_size=10, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-9, tolerance_change=0.0)
+
+    def closure():
+        opt.zero_grad()
+        loss = problem.residual(b, x).pow(2).mean() + problem.boundary_loss(b)
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, rtol=1e-10, atol=1e-12)
+    assert out["rel_l2"] == pytest.approx(problem.relative_l2(b), rel=1e-9)
+
+
+class Spy(CollocationSampler):
+    name = "spy"
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def update(self, step, model):
+        self.calls.append(step)
+        return step % 2 == 0
+
+
+def test_sampler_updates_after_each_adam_step_and_not_during_lbfgs():
+    spy = Spy()
+    out = train_pinn(easy_problem(torch.float32), spy, n_points=32, adam_steps=5, lbfgs_steps=2,
+                     lbfgs_iterations=2, width=8, depth=1)
+    # update(k) runs before step k + 1 computes its loss; the update after the last Adam step would serve no step
+    assert spy.calls == [1, 2, 3, 4]
+    assert out["sampler_changes"] == 2 and out["num_points"] == 32
+
+
+def test_run_dir_resumes_with_the_sampler_state(tmp_path):
+    kw = dict(n_points=64, adam_steps=6, lbfgs_steps=1, lbfgs_iterations=3, width=8, depth=1, seed=1,
+              run_dir=str(tmp_path / "run"))
+    first = train_pinn(easy_problem(), make_sampler("rad", period=2, n_candidates=200), **kw)
+    again = train_pinn(easy_problem(), make_sampler("rad", period=2, n_candidates=200), **kw)
+    assert again["rel_l2"] == first["rel_l2"]
+    assert torch.equal(again["sampler"].batch()[0], first["sampler"].batch()[0])
+    assert again["sampler"].refreshes == first["sampler"].refreshes == 2
+    assert (tmp_path / "run" / "adam" / "metrics.jsonl").exists()
+
+
+def test_short_training_lowers_the_error_a_lot():
+    problem = easy_problem(torch.float32)
+    torch.manual_seed(0)
+    untrained = problem.relative_l2(MLP(2, 20, 2))
+    out = train_pinn(problem, "random_r", n_points=200, adam_steps=300, lr=3e-3, lbfgs_steps=10,
+                     lbfgs_iterations=20, width=20, depth=2, seed=0, eval_every=100, sampler_kwargs={"period": 50})
+    assert untrained > 0.5
+    assert out["rel_l2"] < 0.05 and out["rel_l2"] < 0.05 * untrained, (untrained, out["rel_l2"], out["history"])
+    assert [s for s, _ in out["history"]][:3] == [100, 200, 300]
+
+
+def test_train_pinn_argument_errors():
+    with pytest.raises(ConfigError, match="both 0"):
+        train_pinn(easy_problem(), "uniform", adam_steps=0, lbfgs_steps=0)
+    with pytest.raises(ConfigError, match="adam_steps"):
+        train_pinn(easy_problem(), "uniform", adam_steps=-1)
+    with pytest.raises(ConfigError, match="width"):
+        MLP(2, 0)
