@@ -18,14 +18,20 @@ def _ms(s: dict) -> str:
 def darcy(path: Path) -> list[str]:
     res = json.loads(path.read_text())
     cfg = res["config"]
-    seeds = sorted({r["seed"] for r in res["runs"].values()})
-    lines = [f"`{path.name}`: {cfg['epochs']} epochs, {cfg['ntrain']} training samples (at most), seeds "
-             f"{seeds}, MgNO {cfg['mgno_hidden']} channels; errors ×10⁻², mean ± std over seeds", "",
-             "| data | model | parameters | test rel. L2 | test rel. H1 | zero-shot 32² rel. L2 | s / epoch |",
+    runs = list(res["runs"].values())
+    seeds = sorted({r["seed"] for r in runs})
+    if all("train_samples" in r for r in runs):
+        ntrain = f"{', '.join(str(n) for n in sorted({r['train_samples'] for r in runs}))} training samples"
+    else:
+        ntrain = f"{cfg['ntrain']} training samples (at most)"
+    reduction = f", loss {cfg['reduction']} over the batch" if "reduction" in cfg else ""
+    lines = [f"`{path.name}`: {cfg['epochs']} epochs, {ntrain}, seeds {seeds}, MgNO {cfg['mgno_hidden']} "
+             f"channels{reduction}; errors ×10⁻², mean ± std over seeds", "",
+             "| data | model | parameters | test rel. L2 | test rel. H1 | zero-shot other grid rel. L2 | s / epoch |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for group, s in res["summary"].items():
         ds, model = group.split("/")
-        z = _ms(s["test32_rel_l2_e2"]) if "test32_rel_l2_e2" in s else "–"
+        z = next((f"{_ms(s[k])} ({k[4:6]}²)" for k in ("test32_rel_l2_e2", "test16_rel_l2_e2") if k in s), "–")
         lines.append(f"| {ds} | {model} | {s['params']:,} | {_ms(s['test_rel_l2_e2'])} | {_ms(s['test_rel_h1_e2'])} "
                      f"| {z} | {s['time_per_epoch_s']['mean']:.1f} |")
     return lines
@@ -34,14 +40,20 @@ def darcy(path: Path) -> list[str]:
 def timedep(path: Path) -> list[str]:
     res = json.loads(path.read_text())
     cfg = res["config"]
+    seeds = sorted({r["seed"] for r in res["runs"].values()})
     lines = [f"`{path.name}`: {cfg['epochs']} epochs, {cfg['ntrain']} training trajectories, budget "
-             f"{cfg['budget']:,} parameters, SineNet C0 = {cfg['hidden']}, {cfg['levels']} levels; errors in %", "",
+             f"{cfg['budget']:,} parameters, SineNet C0 = {cfg['hidden']}, {cfg['levels']} levels, seeds {seeds}; "
+             "errors in %, mean ± std over seeds", "",
              "| data | run | parameters | waves | m | padding | one-step rel. L2 | 10-step rollout rel. L2 | s / epoch |",
              "|---|---|---:|---:|---:|---|---:|---:|---:|"]
-    for key, r in res["runs"].items():
-        lines.append(f"| {r['dataset']} | {r['run']} | {r['params']:,} | {r.get('num_waves', '–')} | "
-                     f"{r.get('multiplier', '–')} | {r.get('padding', 'periodic (FFT)')} | {r['one_step_pct']:.2f} | "
-                     f"{r['rollout_pct']:.2f} | {r['time_per_epoch_s']:.1f} |")
+    first: dict[str, dict] = {}
+    for r in res["runs"].values():
+        first.setdefault(f"{r['dataset']}/{r['run']}", r)
+    for group, s in res["summary"].items():
+        r = first[group]
+        lines.append(f"| {r['dataset']} | {r['run']} | {s['params']:,} | {r.get('num_waves', '–')} | "
+                     f"{r.get('multiplier', '–')} | {r.get('padding', 'periodic (FFT)')} | {_ms(s['one_step_pct'])} | "
+                     f"{_ms(s['rollout_pct'])} | {s['time_per_epoch_s']['mean']:.1f} |")
     return lines
 
 

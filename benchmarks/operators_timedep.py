@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import TensorDataset
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -103,16 +104,25 @@ def build(run: str, channels: int, padding: str, args) -> tuple[torch.nn.Module,
     return model, {"width": width, "modes": args.fno_modes, "backend": fno_backend()}
 
 
+def timedep_setup(data: dict) -> tuple[TensorDataset, TensorDataset, OneStepTask, FieldNormalizer]:
+    """The benchmark's data and task (SineNet's protocol): a per-field normaliser fitted on the training
+    trajectories, every window of the normalised trajectories as a teacher-forcing pair, the one-step task.
+    Returns ``(train, val, task, normalizer)``; ``configs/sinenet_*.yaml`` (``field_trajectories`` +
+    ``one_step``) build the same (a test)."""
+    norm = FieldNormalizer.fit(data["train"])
+    train = teacher_forcing_pairs(norm.encode(data["train"]), TIME_HISTORY)
+    val = teacher_forcing_pairs(norm.encode(data["val"]), TIME_HISTORY)
+    return train, val, OneStepTask(norm), norm
+
+
 def run_one(ds: str, data: dict, run: str, seed: int, args) -> tuple[dict, torch.nn.Module, FieldNormalizer]:
     torch.manual_seed(seed)
     padding = DATASETS[ds][0]
-    norm = FieldNormalizer.fit(data["train"])
+    train, val, task, norm = timedep_setup(data)
     channels = data["train"].shape[2]
     model, info = build(run, channels, padding, args)
     enc = norm.encode
-    train = teacher_forcing_pairs(enc(data["train"]), TIME_HISTORY)
-    val = teacher_forcing_pairs(enc(data["val"]), TIME_HISTORY)
-    trainer = Trainer(model, OneStepTask(norm), train_data=train, val_data=val, batch_size=16, val_batch_size=64,
+    trainer = Trainer(model, task, train_data=train, val_data=val, batch_size=16, val_batch_size=64,
                       max_epochs=args.epochs, optimizer="adamw", lr=args.lr, weight_decay=1e-5, scheduler="cosine",
                       early_stopping=EarlyStopping(monitor="val_loss", patience=10 ** 6, restore_best=True),
                       seed=seed, progress="none", log_every=10 ** 6, handle_signals=False,

@@ -7,7 +7,7 @@ if __name__ != "sciml.operators":  # imported as a top-level `operators`: the ch
     )
 
 from sciml.operators.field_tasks import (FieldNormalizer, FieldRegressionTask, OneStepTask, field_pairs,  # noqa: E402
-                                         rollout, rollout_error, teacher_forcing_pairs)
+                                         field_trajectories, rollout, rollout_error, teacher_forcing_pairs)
 from sciml.operators.losses import RelativeH1Loss, RelativeL2Loss, relative_h1, relative_l2  # noqa: E402
 from sciml.operators.mgno import DARCY_ITERATIONS, MgConv, MgNO  # noqa: E402
 from sciml.operators.sinenet import SineNet, sinenet_multiplier, sinenet_num_parameters  # noqa: E402
@@ -15,4 +15,5 @@ from sciml.operators.unet import ModernUNet  # noqa: E402
 
 __all__ = ["MgNO", "MgConv", "DARCY_ITERATIONS", "SineNet", "sinenet_multiplier", "sinenet_num_parameters",
            "ModernUNet", "RelativeL2Loss", "RelativeH1Loss", "relative_l2", "relative_h1", "FieldNormalizer",
-           "FieldRegressionTask", "OneStepTask", "field_pairs", "rollout", "rollout_error", "teacher_forcing_pairs"]
+           "FieldRegressionTask", "OneStepTask", "field_pairs", "field_trajectories", "rollout", "rollout_error",
+           "teacher_forcing_pairs"]

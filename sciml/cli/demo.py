@@ -163,7 +163,7 @@ def _mgno_step(darcy: Path, epochs: int = 40) -> None:
     data = field_pairs(str(darcy), val_split="test")
     model = MgNO(1, 1, hidden_channels=8, num_layers=2, num_iterations=[1, 1, 1, 2])  # 32 -> 16 -> 8 -> 4
     t0 = time.perf_counter()
-    task = FieldRegressionTask("h1", y_normalizer=data["y_normalizer"])  # the model predicts normalised u
+    task = FieldRegressionTask("h1", y_normalizer=data["task_kwargs"]["y_normalizer"])  # the model predicts normalised u
     trainer = Trainer(model, task, train_data=data["train"], val_data=data["val"], batch_size=4, max_epochs=epochs,
                       lr=3e-3, weight_decay=1e-4, scheduler="onecycle", scheduler_interval="epoch",
                       scheduler_kwargs=dict(div_factor=2.0, final_div_factor=100.0, pct_start=0.2), progress="none")
