@@ -231,8 +231,8 @@ def main(argv=None) -> None:
                         "cutoff": 4.0, "max_neighbors": 6, "max_neighbors_qint": 3, "max_neighbors_aeaint": 4,
                         "max_neighbors_aint": 8}
         SCHNET = {**SCHNET, "hidden_channels": 8, "num_filters": 8, "num_interactions": 1, "cutoff": 4.0}
-    config = {k: v for k, v in vars(args).items() if k not in ("out", "fresh", "threads")}
-    config.update(gemnet=GEMNET_SMALL, schnet=SCHNET)
+    config = {k: v for k, v in vars(args).items() if k not in ("out", "fresh", "threads", "data_root")}
+    config.update(gemnet=GEMNET_SMALL, schnet=SCHNET)  # the data folder is where the files are, not a setting
     results = ResultFile(args.out, config, fresh=args.fresh)
     for dataset in args.datasets:
         if dataset == "oc20":

@@ -10,10 +10,10 @@ resident set during one step (the high-water mark is reset right before it, Linu
 resident set before it.
 
 fairchem needs torch_scatter/torch_sparse (built from source) and numpy<2, so it lives in its own venv (never in
-the package): ``/work/fairchem_venv`` (see ../shared/reference/peers.md §4; its site-packages list the project's
+the package), e.g. ``FAIRCHEM_VENV`` (see ../shared/reference/peers.md §4; its site-packages list the project's
 ``.venv`` after its own, so torch and sciml come from there). Run with that interpreter:
 
-    /work/fairchem_venv/bin/python benchmarks/gemnet_oc_speed.py
+    FAIRCHEM_VENV/bin/python benchmarks/gemnet_oc_speed.py
 
 Without fairchem the script records the import error and times PyG's DimeNet++ (OC20 S2EF settings of fairchem's
 ``dimenet_plus_plus`` config, forces by autograd, non-periodic radius graph: PyG has none with cells) instead;

@@ -15,7 +15,7 @@ between rounds (fresh uniform candidates, ``|r|^k/mean|r|^k + c``, ``numpy.rando
 same number of iterations as ours (``lbfgs * lbfgs_iter``). Time: training only (model building, data loading and
 imports excluded, on both sides).
 
-usage: python benchmarks/pinn_deepxde.py [--quick] [--peer-python /work/peer_venv/bin/python]
+usage: python benchmarks/pinn_deepxde.py [--quick] [--peer-python PEER_VENV/bin/python]
        [--problems burgers allen_cahn peak] [--samplers uniform random_r rad] [--seeds 0 1 2] [--threads 1]
        [--out benchmarks/results/pinn_deepxde.json] [--fresh]
 """
@@ -32,7 +32,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-DEFAULT_PEER = "/work/peer_venv/bin/python"
+DEFAULT_PEER = os.environ.get("SCIML_DEEPXDE_PYTHON")  # the peer venv's interpreter
 
 
 # ---------------------------------------------------------------------------------------------------- DeepXDE worker
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     from sciml.operators.pinn import shared_data_root
 
     torch.set_num_threads(args.threads)
-    if not Path(args.peer_python).exists():
+    if not args.peer_python or not Path(args.peer_python).exists():
         raise SystemExit(f"--peer-python {args.peer_python} not found (a venv with deepxde, see docs/pinn.md)")
     budgets = QUICK if args.quick else BUDGETS
     if args.quick:

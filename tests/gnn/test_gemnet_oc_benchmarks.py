@@ -2,7 +2,6 @@
 (slow; no accuracy asserted)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,15 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from sciml.testing import load_script
+
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 DATA = os.environ.get("SCIML_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_sciml_bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH / f"{name}.py")
 
 
 def test_linear_baseline_is_sum_of_reference_energies():

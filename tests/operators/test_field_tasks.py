@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,16 +15,14 @@ from sciml.operators.field_tasks import (FieldNormalizer, FieldRegressionTask, O
                                          field_trajectories)
 from sciml.operators.losses import relative_h1, relative_l2
 from sciml.operators.mgno import MgNO
+from sciml.testing import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 
 
 def _bench(name: str):
-    spec = importlib.util.spec_from_file_location(f"_sciml_bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH / f"{name}.py")
 
 
 def _config_path_ready() -> bool:

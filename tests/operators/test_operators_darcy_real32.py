@@ -2,7 +2,6 @@
 file) and a --quick smoke run (slow)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from sciml.testing import load_script
+
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 DATA = Path(os.environ.get("SCIML_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data")))
 FILE = DATA / "pde" / "neuraloperator" / "darcy_test_32.pt"
@@ -20,10 +21,7 @@ needs_file = pytest.mark.skipif(not FILE.exists(), reason=f"{FILE} is not availa
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("_sciml_bench_operators_darcy", BENCH / "operators_darcy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH / "operators_darcy.py")
 
 
 @needs_file

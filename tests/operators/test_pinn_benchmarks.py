@@ -2,7 +2,6 @@
 accuracy asserted, only that every run finished and recorded its error and time)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from sciml.testing import load_script
+
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-PEER = os.environ.get("SCIML_DEEPXDE_PYTHON", "/work/peer_venv/bin/python")
+PEER = os.environ.get("SCIML_DEEPXDE_PYTHON", "")
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_sciml_bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH / f"{name}.py")
 
 
 def test_sampler_kwargs_follow_the_budget():
@@ -54,7 +52,7 @@ def test_pinn_sampling_quick_run(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path(PEER).exists(), reason=f"no DeepXDE peer interpreter at {PEER}")
+@pytest.mark.skipif(not PEER or not Path(PEER).exists(), reason="set SCIML_DEEPXDE_PYTHON to a venv's python with deepxde")
 def test_pinn_deepxde_quick_run(tmp_path):
     data = _run("pinn_deepxde", tmp_path, "--peer-python", PEER, "--problems", "peak", "--samplers", "rad")
     rec = data["runs"]["peak/rad/seed0"]

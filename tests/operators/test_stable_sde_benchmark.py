@@ -2,7 +2,6 @@
 on the shared BasicMotions files (slow; no accuracy or timing asserted)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from sciml.testing import load_script
+
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 DATA = Path(os.environ.get("SCIML_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data")))
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("_sciml_bench_stable_sde_uea", BENCH / "stable_sde_uea.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH / "stable_sde_uea.py")
 
 
 def test_summary_and_table_from_records():
