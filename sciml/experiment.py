@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ def unpack_data(data: Any) -> dict[str, Any]:
     optionally, ``val`` (sequences of samples), ``collate_fn`` (list of samples -> batch, for the Trainer),
     ``dims`` (model sizes the data provides, added to those read off the samples by :func:`data_dims`) and
     ``task_kwargs`` (task arguments computed from the data, e.g. a normaliser fitted on the training set; the task
-    receives those its registry entry declares ``runtime``).
+    receives those its registry entry declares ``runtime``; one without a default must be provided).
     """
     if not isinstance(data, dict):
         return {"train": [data], "val": [data], "collate_fn": None, "dims": {}, "task_kwargs": {}}
@@ -114,12 +115,14 @@ def build(cfg: ExperimentConfig, *, run_dir: str | os.PathLike | None = None, **
         raise ConfigError(f"model.{missing[0]}: model {cfg.model.name!r} needs {', '.join(missing)} from the data, "
                           f"but data {cfg.data.name!r} does not provide it")
     model = cfg.model.build(**{k: dims[k] for k in runtime})
-    task_runtime = TASKS.entry(cfg.task.name).runtime
-    missing = [k for k in task_runtime if k not in parts["task_kwargs"]]
+    given = {k: parts["task_kwargs"][k] for k in TASKS.entry(cfg.task.name).runtime if k in parts["task_kwargs"]}
+    params = inspect.signature(type(cfg.task).target_of()).parameters
+    missing = [k for k in TASKS.entry(cfg.task.name).runtime
+               if k not in given and k in params and params[k].default is inspect.Parameter.empty]
     if missing:
         raise ConfigError(f"task.{missing[0]}: task {cfg.task.name!r} needs {', '.join(missing)} from the data, "
                           f"but data {cfg.data.name!r} does not provide it")
-    task = cfg.task.build(**{k: parts["task_kwargs"][k] for k in task_runtime})
+    task = cfg.task.build(**given)  # a runtime argument with a default may be left to it
     kwargs = cfg.trainer.kwargs()
     if parts["collate_fn"] is not None:
         kwargs["collate_fn"] = parts["collate_fn"]

@@ -30,7 +30,7 @@ import bisect
 import torch
 from torch import Tensor
 
-from sciml.errors import ShapeError
+from sciml.errors import ConfigError, ShapeError
 
 __all__ = ["CubicPath", "fill_linear", "hermite_cubic_coeffs", "hermite_cubic_coeffs_with_backward_differences",
            "natural_cubic_coeffs", "interpolation_coeffs", "INTERPOLATIONS"]
@@ -196,7 +196,7 @@ INTERPOLATIONS = {"hermite": hermite_cubic_coeffs_with_backward_differences, "na
 def interpolation_coeffs(x: Tensor, t: Tensor, kind: str = "hermite") -> Tensor:
     """``INTERPOLATIONS[kind](x, t)``: ``"hermite"`` (backward differences; the SDE models) or ``"natural"``."""
     if kind not in INTERPOLATIONS:
-        raise ShapeError(f"interpolation: unknown kind {kind!r}; expected one of {sorted(INTERPOLATIONS)}")
+        raise ConfigError(f"interpolation: unknown kind {kind!r}; expected one of {sorted(INTERPOLATIONS)}")
     return INTERPOLATIONS[kind](x, t)
 
 

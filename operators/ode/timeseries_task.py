@@ -260,14 +260,15 @@ def fit_classifier(model: nn.Module, coeffs: Tensor, y: Tensor, splits: tuple[Te
     bs = batch_size or batch_size_rule(len(y))
     lr = lr if lr is not None else 1e-3 * bs / 16
     drop_last = len(tr) % bs == 1  # a single-sample batch would break the head's batch norm
+    kwargs = dict(batch_size=bs, drop_last=drop_last, max_epochs=epochs, optimizer="adam", lr=lr,
+                  weight_decay=0.01 * lr, scheduler="step", scheduler_kwargs={"step_size": 10, "gamma": 0.5},
+                  scheduler_interval="epoch",
+                  early_stopping=EarlyStopping(monitor="val_loss", mode="min", patience=patience,
+                                               start_after=start_after, restore_best=True),
+                  run_dir=None, seed=seed, progress="none", log_every=log_every, device="cpu", distributed="off")
+    kwargs.update(trainer_kwargs)  # e.g. device="cuda", run_dir=... replace the defaults
     trainer = Trainer(model, SupervisedTask("cross_entropy"), train_data=TensorDataset(coeffs[tr], y[tr]),
-                      val_data=TensorDataset(coeffs[va], y[va]), batch_size=bs, drop_last=drop_last,
-                      max_epochs=epochs, optimizer="adam", lr=lr, weight_decay=0.01 * lr, scheduler="step",
-                      scheduler_kwargs={"step_size": 10, "gamma": 0.5}, scheduler_interval="epoch",
-                      early_stopping=EarlyStopping(monitor="val_loss", mode="min", patience=patience,
-                                                   start_after=start_after, restore_best=True),
-                      run_dir=None, seed=seed, progress="none", log_every=log_every, device="cpu",
-                      distributed="off", **trainer_kwargs)
+                      val_data=TensorDataset(coeffs[va], y[va]), **kwargs)
     t0 = time.perf_counter()
     summary = trainer.fit()
     train_s = time.perf_counter() - t0

@@ -63,7 +63,7 @@ def run_demo(*, quick: bool = False, seed: int = 0, adam_steps: int | None = Non
                  f"{res['sampler_s']:.1f} s in the sampler); points near the peak: "
                  f"{100 * out[label]['peak_fraction']:.1f} %")
     print_fn("(the zero function scores relative L2 = 1: at this budget, about 1 % of the papers' iterations, neither "
-             "network resolves the peak yet; what differs is where the points go: uniform points rarely land on the "
-             "peak, ~0.1 % of the box, while the AAS flow moves its samples there, and the importance weights keep "
+             "network resolves the peak yet; what differs is where the points go: about 1 % of uniform points land "
+             "within 0.1 of the peak, while the AAS flow moves its samples there, and the importance weights keep "
              "the loss an estimate of the whole-domain residual)")
     return out

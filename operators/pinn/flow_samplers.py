@@ -35,7 +35,7 @@ __all__ = ["DASSampler", "AASSampler", "squared_residual", "SAMPLERS"]
 def squared_residual(problem, model, x: Tensor, chunk: int = 4096) -> Tensor:
     """``[n]`` detached :math:`r(x)^2` (through :func:`~sciml.operators.pinn.sampling.evaluate_residual`: in
     chunks, the model's parameters frozen)."""
-    r2 = evaluate_residual(problem, model, x, chunk=chunk).reshape(-1).pow(2).to(x.dtype)
+    r2 = evaluate_residual(problem, model, x, chunk=chunk).reshape(-1).pow(2).to(device=x.device, dtype=x.dtype)
     if r2.shape[0] != x.shape[0]:
         raise ConfigError(f"problem.residual returned {r2.shape[0]} values for {x.shape[0]} points")
     return r2

@@ -161,13 +161,14 @@ class PINNTask(Task):
     def state_dict(self) -> dict[str, Any]:
         return {"sampler": self.sampler.state_dict(), "steps_done": self.steps_done,
                 "pending_step": self.pending_step, "sampler_changes": self.sampler_changes,
-                "history": [list(h) for h in self.history]}
+                "sampler_seconds": self.sampler_seconds, "history": [list(h) for h in self.history]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state["sampler"])
         self.steps_done = int(state.get("steps_done", 0))
         self.pending_step = int(state.get("pending_step", 0))
         self.sampler_changes = int(state.get("sampler_changes", 0))
+        self.sampler_seconds = float(state.get("sampler_seconds", 0.0))
         self.history = [(int(s), float(e)) for s, e in state.get("history", [])]
 
 

@@ -1,7 +1,7 @@
 """Index arithmetic on ragged (segmented) data: pointers ↔ segment ids, ranges, ranks inside segments, padding.
 
-Everything is vectorised (no Python loop over segments), runs on any device and keeps the index dtype of its input
-where one is given. ``ptr`` is a CSR-style pointer ``[S + 1]`` (segment ``s`` holds items ``ptr[s]:ptr[s+1]``);
+Everything is vectorised (no Python loop over segments) and runs on any device; the returned indices are int64
+(except :func:`index_to_ptr`, which keeps the dtype of its input). ``ptr`` is a CSR-style pointer ``[S + 1]`` (segment ``s`` holds items ``ptr[s]:ptr[s+1]``);
 a *sorted index* is the non-decreasing segment id of every item.
 """
 from __future__ import annotations

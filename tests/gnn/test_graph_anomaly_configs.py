@@ -88,3 +88,6 @@ def test_unknown_builder_keys_and_missing_task_inputs_fail_with_the_key_named():
     cfg = load_config(CONFIGS / "gcn_community.yaml", ["task.name=graph_anomaly"])
     with pytest.raises(ConfigError, match="task.class_counts"):
         build(cfg)
+    # a runtime task argument with a default (field_regression's y_normalizer) may be missing from the data
+    exp = build(load_config(CONFIGS / "gcn_community.yaml", ["task.name=field_regression"]))
+    assert exp.task.y_normalizer is None
