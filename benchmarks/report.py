@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -194,12 +195,17 @@ def ode_solver_speed(res: dict, name: str) -> list[str]:
     return lines + [""]
 
 
-def operators_speed(res: dict, name: str) -> list[str]:
+def _benchmark_module(module: str):
+    """A module of benchmarks/ (they import their siblings, so the folder is on the path while importing)."""
     sys.path.insert(0, str(HERE))
     try:
-        import operators_tables
+        return importlib.import_module(module)
     finally:
         sys.path.remove(str(HERE))
+
+
+def operators_speed(res: dict, name: str) -> list[str]:
+    operators_tables = _benchmark_module("operators_tables")
     return [f"### MgNO / SineNet vs FNO and U-Net at matched parameters ({name})", "",
             f"Machine: {_machine(res['machine'])}. Training step and inference time per batch, medians "
             "(benchmarks/operators_speed.py); ratio = the row's time over the group's reference model; peak memory "
@@ -228,12 +234,7 @@ def rqgnn_speed(res: dict, name: str) -> list[str]:
 
 
 def gemnet_oc_speed(res: dict, name: str) -> list[str]:
-    sys.path.insert(0, str(HERE))
-    try:
-        import gemnet_oc_speed as bench
-    finally:
-        sys.path.remove(str(HERE))
-    return bench.performance_table(res, name)
+    return _benchmark_module("gemnet_oc_speed").performance_table(res, name)
 
 
 def pinn_deepxde(res: dict, name: str) -> list[str]:
