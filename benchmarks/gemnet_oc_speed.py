@@ -87,13 +87,8 @@ def _loss(energy, forces, data) -> torch.Tensor:
             + 100 * (forces[free] - data.forces[free]).norm(dim=-1).mean())
 
 
-def ours(config: dict, data):
-    from torch_geometric.data import Batch
-
-    torch.manual_seed(0)
-    model = GemNetOC(**config, symmetrize="reference")
-    batch = Batch.from_data_list([data])
-
+def _training_step(model, batch):
+    """One forward + OC20 loss + backward of ``model`` on ``batch``; returns the loss."""
     def step():
         model.zero_grad(set_to_none=True)
         out = model(batch)
@@ -101,7 +96,17 @@ def ours(config: dict, data):
         loss.backward()
         return float(loss.detach())
 
-    return model, step
+    return step
+
+
+def ours(config: dict, data):
+    from torch_geometric.data import Batch
+
+    torch.manual_seed(0)
+    model = GemNetOC(**config, symmetrize="reference")
+    batch = Batch.from_data_list([data])
+
+    return model, _training_step(model, batch)
 
 
 def fairchem(config: dict, data):
@@ -113,22 +118,14 @@ def fairchem(config: dict, data):
     model = FairchemGemNetOC(num_atoms=None, bond_feat_dim=None, num_targets=1, regress_forces=True,
                              otf_graph=True, rbf={"name": "gaussian"}, envelope={"name": "polynomial", "exponent": 5},
                              cbf={"name": "spherical_harmonics"}, sbf={"name": "legendre_outer"},
-                             activation="silu", extensive=True, qint_tags=list(config["qint_tags"]), **{
-                                 k: v for k, v in cfg.items()})
+                             activation="silu", extensive=True, qint_tags=list(config["qint_tags"]), **cfg)
     n = data.num_nodes
     fc = Data(atomic_numbers=data.z.float(), pos=data.pos, cell=data.cell, natoms=torch.tensor([n]),
               tags=data.tags, fixed=data.fixed.float(), energy=data.energy, forces=data.forces,
               pbc=torch.ones(1, 3, dtype=torch.bool))
     batch = Batch.from_data_list([fc])
 
-    def step():
-        model.zero_grad(set_to_none=True)
-        out = model(batch)
-        loss = _loss(out["energy"], out["forces"], batch)
-        loss.backward()
-        return float(loss.detach())
-
-    return model, step
+    return model, _training_step(model, batch)
 
 
 def dimenetpp(config: dict, data):
