@@ -55,7 +55,7 @@ def child(args: argparse.Namespace) -> None:
     from sciml.gnn.forwardgnn import train_node_classifier
     from _forwardgnn_data import forwardgnn_dataset
 
-    data = forwardgnn_dataset(args.dataset, split_index=0, cache_dir=args.cache_dir)
+    data = forwardgnn_dataset(args.dataset, split_index=0, cache_dir=args.cache_dir, sparse_features=False)
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sciml.errors import ConfigError, ShapeError
+from sciml.gnn.features import is_sparse, linear
 from sciml.gnn.graph import cached_adjacency
 from sciml.sparse import CSRAdjacency, gather, segment_softmax
 from sciml.sparse.cache import TensorCache
@@ -110,7 +111,7 @@ class GCNConv(nn.Module):
         _check_x(x, self.in_channels, "GCNConv")
         adj = graph if isinstance(graph, CSRAdjacency) else self.prepare(graph, x.size(0))
         _check_graph(adj, x.size(0), "GCNConv")
-        out = adj @ self.lin(x)
+        out = adj @ linear(x, self.lin)
         return out + self.bias if self.bias is not None else out
 
     def extra_repr(self) -> str:
@@ -160,14 +161,14 @@ class SAGEConv(nn.Module):
         _check_x(x, self.in_channels, "SAGEConv")
         adj = graph if isinstance(graph, CSRAdjacency) else self.prepare(graph, x.size(0))
         _check_graph(adj, x.size(0), "SAGEConv")
-        if self.out_channels < self.in_channels:
-            out = adj.matmul(F.linear(x, self.lin_l.weight), reduce="mean")
+        if self.out_channels < self.in_channels or is_sparse(x):
+            out = adj.matmul(linear(x, self.lin_l, bias=False), reduce="mean")
             if self.lin_l.bias is not None:
                 out = out + self.lin_l.bias
         else:
             out = self.lin_l(adj.matmul(x, reduce="mean"))
         if self.lin_r is not None:
-            out = out + self.lin_r(x)
+            out = out + linear(x, self.lin_r)
         return out
 
     def extra_repr(self) -> str:
@@ -240,7 +241,7 @@ class GATConv(nn.Module):
         adj = graph if isinstance(graph, CSRAdjacency) else self.prepare(graph, x.size(0))
         _check_graph(adj, x.size(0), "GATConv")
         n, heads, c = x.size(0), self.heads, self.out_channels
-        h = self.lin(x).view(n, heads, c)
+        h = linear(x, self.lin).view(n, heads, c)
         alpha = self.attention(h, adj)
         outs = [adj.with_value(alpha[:, k].contiguous()) @ h[:, k] for k in range(heads)]
         out = torch.cat(outs, dim=1) if self.concat else torch.stack(outs, dim=0).mean(dim=0)

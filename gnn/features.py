@@ -24,10 +24,12 @@ from sciml.errors import ShapeError
 from sciml.sparse import CSRAdjacency, ptr_to_index
 from sciml.sparse.cache import TensorCache
 
-__all__ = ["is_sparse", "dropout", "sparse_dropout", "feature_matrix", "linear", "quiet_sparse_csr"]
+__all__ = ["is_sparse", "dropout", "sparse_dropout", "feature_matrix", "linear", "quiet_sparse_csr", "dense",
+           "cat_rows", "sparse_l2_normalize_rows"]
 
 _SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr)
 _CACHE: TensorCache[CSRAdjacency] = TensorCache(exclusive=True)  # one entry per x: its current version
+_NORMALIZED: TensorCache[Tensor] = TensorCache(exclusive=True)  # row-normalised sparse x, per x and version
 
 
 @contextlib.contextmanager
@@ -164,3 +166,51 @@ def linear(x: Tensor, layer: nn.Linear, *, dropout: float = 0.0, training: bool 
         adj = adj.with_value(_dropout_values(adj.value, dropout))
     out = adj @ layer.weight.t()
     return out + layer.bias if bias and layer.bias is not None else out
+
+
+def dense(x: Tensor) -> Tensor:
+    """``x`` as a dense tensor (sparse COO/CSR densified, dense returned as is)."""
+    return x.to_dense() if is_sparse(x) else x
+
+
+def cat_rows(x: Tensor, rows: Tensor) -> Tensor:
+    """``torch.cat([x, rows], dim=0)`` for a dense or sparse ``x`` (sparse: a CSR tensor with the non-zeros of the
+    dense ``rows`` appended; the result has ``x``'s kind).
+
+    Args:
+        x: ``[N, F]`` dense, or sparse COO/CSR.
+        rows: ``[M, F]`` dense rows to append.
+    """
+    if not is_sparse(x):
+        return torch.cat([x, rows], dim=0)
+    if rows.dim() != 2 or rows.size(1) != x.size(1):
+        raise ShapeError(f"cat_rows: `rows` must have shape [M, {x.size(1)}], got {tuple(rows.shape)}")
+    with quiet_sparse_csr():
+        top = x if x.layout == torch.sparse_csr else x.coalesce().to_sparse_csr()
+        bottom = rows.to(top.values().dtype).to_sparse_csr()
+        crow = torch.cat([top.crow_indices(), bottom.crow_indices()[1:] + top.crow_indices()[-1]])
+        return torch.sparse_csr_tensor(crow, torch.cat([top.col_indices(), bottom.col_indices()]),
+                                       torch.cat([top.values(), bottom.values()]), (x.size(0) + rows.size(0), x.size(1)),
+                                       device=x.device, check_invariants=False)
+
+
+def sparse_l2_normalize_rows(x: Tensor, eps: float) -> Tensor:
+    r"""Row-wise :math:`\mathbf{x} / (\lVert\mathbf{x}\rVert_2 + \epsilon)` of a sparse CSR/COO ``x`` (returned in
+    CSR), computed once per ``x`` and version and cached while ``x`` lives, so a fixed input normalised at every
+    step keeps one CSR pattern (and :func:`feature_matrix` finds it cached)."""
+    if not is_sparse(x):
+        raise ShapeError(f"sparse_l2_normalize_rows expects a sparse COO/CSR tensor, got layout {x.layout}")
+    if x.requires_grad:
+        raise ShapeError("gradients with respect to sparse node features are not supported; pass x without "
+                         "requires_grad, or dense")
+
+    def build() -> Tensor:
+        with quiet_sparse_csr():
+            csr = x if x.layout == torch.sparse_csr else x.coalesce().to_sparse_csr()
+            crow, col, val = csr.crow_indices(), csr.col_indices(), csr.values()
+            row = ptr_to_index(crow, col.numel())
+            norm = torch.zeros(x.size(0), dtype=val.dtype, device=val.device).index_add_(0, row, val * val).sqrt_()
+            return torch.sparse_csr_tensor(crow, col, val / (norm + eps)[row], tuple(x.shape), device=x.device,
+                                           check_invariants=False)
+
+    return _NORMALIZED.get((x,), x._version, build)

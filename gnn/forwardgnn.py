@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from sciml.errors import ConfigError, ShapeError
 from sciml.gnn.convs import make_conv
+from sciml.gnn.features import cat_rows, dense
 from sciml.gnn.forwardgnn_common import (ForwardLayer, GreedyForwardTask, PreparedTask, class_dot_logits,
                                          ff_goodness, ff_loss, l2_normalize_rows, random_wrong_classes,
                                          fit_full_batch, virtual_node_edges)
@@ -213,7 +214,7 @@ class SingleForwardTask(GreedyForwardTask, NodeForwardTask):
         _check_node_data(model, data, self.variant)
         n = data.num_nodes
         edge_index = virtual_node_edges(data.edge_index, n, data.y, data.train_mask, bidirectional=self.bidirectional)
-        x = torch.cat([data.x, model.virtual_x.to(data.x.dtype)], dim=0)
+        x = cat_rows(data.x, model.virtual_x.to(data.x.dtype))
         return {"n": n, "x": x, "edge_index": edge_index, "adj": model.blocks[0].prepare(edge_index, x.size(0)),
                 "train_y": data.y[data.train_mask]}
 
@@ -285,8 +286,9 @@ class FFLabelAppendingTask(GreedyForwardTask, NodeForwardTask):
         c, y, train = model.num_classes, data.y, data.train_mask
         neg_classes = random_wrong_classes(y, c, torch.Generator().manual_seed(self.seed))
         num_negs = min(self.num_negs, c - 1)
-        pos = torch.cat([data.x, _label_columns(y, train, c)], dim=1)
-        negs = [torch.cat([data.x, _label_columns(y, train, c, label=neg_classes[:, k])], dim=1)
+        x = dense(data.x)
+        pos = torch.cat([x, _label_columns(y, train, c)], dim=1)
+        negs = [torch.cat([x, _label_columns(y, train, c, label=neg_classes[:, k])], dim=1)
                 for k in range(num_negs)]
         return {"inputs": (pos, *negs), "neg_classes": neg_classes[:, :num_negs],
                 "adj": model.blocks[0].prepare(data.edge_index, data.num_nodes)}
@@ -307,7 +309,7 @@ class FFLabelAppendingTask(GreedyForwardTask, NodeForwardTask):
     def eval_inputs(self, model: ForwardGNN, data: Any, which: str) -> list[Tensor]:
         """One input per class ``c`` for the evaluation ``which``."""
         labelled, evaluated = _labelled_and_eval(data, which)
-        return [torch.cat([data.x, _label_columns(data.y, labelled, model.num_classes, eval_mask=evaluated,
+        return [torch.cat([dense(data.x), _label_columns(data.y, labelled, model.num_classes, eval_mask=evaluated,
                                                   eval_class=c)], dim=1) for c in range(model.num_classes)]
 
     def eval_chains(self, model, prep, which):
@@ -369,7 +371,7 @@ class FFVirtualNodeTask(FFLabelAppendingTask):
                                                                                                    c - 1)]
         graphs = [self._graph(model, data, y, train)]
         graphs += [self._graph(model, data, neg_classes[:, k], train) for k in range(neg_classes.size(1))]
-        x = torch.cat([data.x, model.virtual_x.to(data.x.dtype)], dim=0)
+        x = cat_rows(data.x, model.virtual_x.to(data.x.dtype))
         return {"n": data.num_nodes, "x": x, "graphs": graphs, "adj": graphs[0][1], "neg_classes": neg_classes}
 
     def block_input(self, model, batch):
@@ -421,8 +423,9 @@ class _TopDownTask(PreparedTask, NodeForwardTask):
         self.temperature = temperature
         self.states: list[Tensor] | None = None
 
-    def build(self, model, data):
-        return self._sf.build(model, data)
+    def build(self, model, data):  # the top-down states are concatenated with (normalised) x: dense
+        prep = self._sf.build(model, data)
+        return dict(prep, x=dense(prep["x"]))
 
     def reset_memo(self) -> None:
         self.states = None

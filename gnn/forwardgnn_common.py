@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from sciml.errors import ConfigError, ShapeError
 from sciml.gnn.convs import make_conv
+from sciml.gnn.features import is_sparse, sparse_l2_normalize_rows
 from sciml.sparse import CSRAdjacency
 from sciml.train import LayerLocalTask
 
@@ -34,7 +35,9 @@ EPS = 1e-8
 
 def l2_normalize_rows(x: Tensor) -> Tensor:
     r"""Row-wise :math:`\mathbf{x} / (\lVert\mathbf{x}\rVert_2 + 10^{-8})` (ForwardGNN's ``LayerNormalization``;
-    no parameters, a zero row stays zero)."""
+    no parameters, a zero row stays zero). A sparse ``x`` (fixed input features) gives a cached sparse result."""
+    if is_sparse(x):
+        return sparse_l2_normalize_rows(x, EPS)
     return x / (x.norm(p=2, dim=1, keepdim=True) + EPS)
 
 

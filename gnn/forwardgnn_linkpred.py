@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sciml.errors import ConfigError, ShapeError
+from sciml.gnn.features import dense
 from sciml.gnn.forwardgnn import SFTop2InputTask
 from sciml.gnn.forwardgnn_common import ForwardLayer, GreedyForwardTask, ff_logits, fit_full_batch
 from sciml.metrics import roc_auc
@@ -218,7 +219,7 @@ class LinkTopDownTask(SFTop2InputTask):
             raise ConfigError("LinkTopDownTask needs ForwardLinkGNN(variant='ce_topdown')")
         n = data.num_nodes
         adj = model.blocks[0].prepare(data.edge_index, n)
-        return {"x": data.x, "top": None, "adj": adj,
+        return {"x": dense(data.x), "top": None, "adj": adj,
                 "eval_adj": {"val": adj, "test": model.blocks[0].prepare(data.test_edge_index, n)}}
 
     def step_loss(self, out, prep, batch):

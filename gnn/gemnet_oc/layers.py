@@ -359,6 +359,31 @@ class BasisEmbedding(nn.Module):
         rad_w = self.forward(rad).index_select(0, edge_of_triplet)           # [T, I, S]
         return torch.bmm(rad_w, sph.unsqueeze(-1)).squeeze(-1)
 
+    def padded(self, rad: Tensor, sph: Tensor, outer: Tensor, rank: Tensor, kmax: int,
+               agg2: tuple[Tensor, Tensor, int, int] | None = None) -> tuple[Tensor, Tensor]:
+        """The two basis tensors of :class:`EfficientBilinear`, computed once per forward pass and shared by all
+        interaction blocks (so the padded angular basis is materialised, and kept for the backward, once).
+
+        Args:
+            rad: ``[E, R]`` raw radial basis of the output edges.
+            sph: ``[T, S]`` angular basis per triplet/quadruplet; ``outer``, ``rank``, ``kmax``: its output edge,
+                position in that edge's row and the padding size.
+            agg2: ``(atom_of_edge, rank_in_atom, num_atoms, kmax_atoms)`` for a second sum over the edges of
+                each atom (edge-to-atom interaction).
+
+        Returns:
+            ``(rad_w, sph_pad)``: ``rad_w [E, I, S]`` (with ``agg2``: ``[N, I, K_2 S]``, padded per atom) and
+            ``sph_pad [E, S, K]`` (zero-padded, a transposed view).
+        """
+        rad_w = self.forward(rad)                                            # [E, I, S]
+        sph_pad = pad_segments(sph, outer, rank, rad_w.size(0), kmax).transpose(1, 2)
+        if agg2 is not None:
+            atom, atom_rank, num_atoms, kmax2 = agg2
+            e, i, s = rad_w.shape
+            rad_w = pad_segments(rad_w, atom, atom_rank, num_atoms, kmax2)    # [N, K2, I, S]
+            rad_w = rad_w.transpose(1, 2).reshape(num_atoms, i, kmax2 * s)
+        return rad_w, sph_pad
+
 
 class EfficientBilinear(nn.Module):
     r"""Bilinear combination of basis and neighbour embeddings summed over the neighbours, in the efficient order
@@ -372,7 +397,8 @@ class EfficientBilinear(nn.Module):
 
     computed as two batched matmuls on zero-padded ``[E, S, K]`` and ``[E, K, F_in]`` tensors and one dense layer
     :math:`\mathbb{R}^{I F_\mathrm{in}} \to \mathbb{R}^{F_\mathrm{out}}`. With ``agg2`` the result is summed once
-    more over the edges of each atom (edge-to-atom interaction), again through padding.
+    more over the edges of each atom (edge-to-atom interaction), again through padding. The basis tensors come
+    from :meth:`BasisEmbedding.padded` (once per forward pass, shared by the blocks).
     """
 
     def __init__(self, emb_size_in: int, emb_size_interm: int, emb_size_out: int) -> None:
@@ -380,30 +406,26 @@ class EfficientBilinear(nn.Module):
         self.emb_size_in = emb_size_in
         self.bilinear = Dense(emb_size_in * emb_size_interm, emb_size_out)
 
-    def forward(self, rad_w: Tensor, sph: Tensor, x: Tensor, outer: Tensor, rank: Tensor, kmax: int,
+    def forward(self, rad_w: Tensor, sph_pad: Tensor, x: Tensor, outer: Tensor, rank: Tensor, kmax: int,
                 agg2: tuple[Tensor, Tensor, int, int] | None = None) -> Tensor:
         """
         Args:
-            rad_w: ``[E, I, S]`` radial part per output edge (:class:`BasisEmbedding`).
-            sph: ``[T, S]`` angular basis per triplet/quadruplet.
+            rad_w: ``[E, I, S]`` radial part per output edge (with ``agg2``: ``[N, I, K_2 S]``).
+            sph_pad: ``[E, S, K]`` padded angular basis (:meth:`BasisEmbedding.padded`).
             x: ``[T, F_in]`` neighbour embeddings per triplet/quadruplet.
             outer, rank, kmax: output edge of each triplet, its position, the padding size.
             agg2: ``(atom_of_edge, rank_in_atom, num_atoms, kmax_atoms)`` for a second sum over edges per atom.
         """
-        num_out = rad_w.size(0) if agg2 is None else agg2[0].size(0)
-        sph_pad = pad_segments(sph, outer, rank, num_out, kmax).transpose(1, 2)     # [E, S, K]
+        num_out = sph_pad.size(0)
         x_pad = pad_segments(x, outer, rank, num_out, kmax)                          # [E, K, F]
         sph_x = torch.bmm(sph_pad, x_pad)                                            # [E, S, F]
         if agg2 is None:
             out = torch.bmm(rad_w, sph_x)                                            # [E, I, F]
         else:
             atom, atom_rank, num_atoms, kmax2 = agg2
-            e, i, s = rad_w.shape
-            rad_pad = pad_segments(rad_w, atom, atom_rank, num_atoms, kmax2)         # [N, K2, I, S]
-            rad_pad = rad_pad.transpose(1, 2).reshape(num_atoms, i, kmax2 * s)
-            sx_pad = pad_segments(sph_x, atom, atom_rank, num_atoms, kmax2).reshape(num_atoms, kmax2 * s,
-                                                                                    sph_x.size(2))
-            out = torch.bmm(rad_pad, sx_pad)                                         # [N, I, F]
+            sx_pad = pad_segments(sph_x, atom, atom_rank, num_atoms, kmax2).reshape(
+                num_atoms, kmax2 * sph_x.size(1), sph_x.size(2))                     # [N, K2*S, F]
+            out = torch.bmm(rad_w, sx_pad)                                           # [N, I, F]
         return self.bilinear(out.reshape(out.size(0), out.size(1) * out.size(2)))
 
 
@@ -439,8 +461,8 @@ class TripletInteraction(nn.Module):
             x = x.index_select(0, expand)
         x = self.scale_rbf(x * self.mlp_rbf(rad_emb), ref=x)
         x = self.down_projection(x).index_select(0, trip.edge_in)
-        rad_w, sph = cbf
-        out = self.bilinear(rad_w, sph, x, trip.edge_out, trip.rank, trip.kmax, agg2=agg2)
+        rad_w, sph_pad = cbf
+        out = self.bilinear(rad_w, sph_pad, x, trip.edge_out, trip.rank, trip.kmax, agg2=agg2)
         out = self.scale_cbf_sum(out, ref=x)
         if self.symmetric:
             return (self.up_projection_ca(out) + self.up_projection_ac(out).index_select(0, reverse)) * _INV_SQRT2
@@ -476,8 +498,8 @@ class QuadrupletInteraction(nn.Module):
         x = self.down_projection(x).index_select(0, quad.triplet_in.edge_in)      # per input triplet
         x = self.scale_cbf(x * self.mlp_cbf(cbf_emb), ref=x)
         x = x.index_select(0, quad.triplet_in_of_quad)                           # per quadruplet
-        rad_w, sph = sbf
-        out = self.bilinear(rad_w, sph, x, quad.edge_out, quad.rank, quad.kmax)
+        rad_w, sph_pad = sbf
+        out = self.bilinear(rad_w, sph_pad, x, quad.edge_out, quad.rank, quad.kmax)
         out = self.scale_sbf_sum(out, ref=x)
         return (self.up_projection_ca(out) + self.up_projection_ac(out).index_select(0, reverse)) * _INV_SQRT2
 

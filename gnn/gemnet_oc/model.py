@@ -339,7 +339,7 @@ class GemNetOC(nn.Module):
                                "rbf_h": self.mlp_rbf_h(rbf_main), "rbf_e2e": self.mlp_rbf_tint(rbf_main)}
         t = g.triplets
         cos = _cosine(u_main.index_select(0, t.edge_out), u_main.index_select(0, t.edge_in))
-        ctx["cbf_e2e"] = (self.mlp_cbf_tint(rbf_main), self.cbf(cos))
+        ctx["cbf_e2e"] = self.mlp_cbf_tint.padded(rbf_main, self.cbf(cos), t.edge_out, t.rank, t.kmax)
         if self.quad:
             d_q, u_q = self._geometry(pos, g.qint, cell, ptr)
             q = g.quadruplets
@@ -352,7 +352,8 @@ class GemNetOC(nn.Module):
             cross_db = torch.linalg.cross(u_db, u_ba_in).index_select(0, q.triplet_in_of_quad)
             cross_ca = torch.linalg.cross(u_ca, u_ba_out).index_select(0, q.triplet_out_of_quad)
             cos_cab = _cosine(u_ca, u_ba_out).index_select(0, q.triplet_out_of_quad)
-            ctx["sbf_qint"] = (self.mlp_sbf_qint(rbf_main), self.sbf(cos_cab, _cosine(cross_ca, cross_db)))
+            ctx["sbf_qint"] = self.mlp_sbf_qint.padded(rbf_main, self.sbf(cos_cab, _cosine(cross_ca, cross_db)),
+                                                       q.edge_out, q.rank, q.kmax)
         if self.a2e or self.e2a:
             d_ae, u_ae = self._geometry(pos, g.a2ee2a, cell, ptr)
             rbf_ae = self.rbf_aeaint(d_ae)
@@ -360,12 +361,14 @@ class GemNetOC(nn.Module):
                 t = g.triplets_a2e
                 ctx["rbf_a2e"] = self.mlp_rbf_aeint(rbf_ae)
                 cos = _cosine(u_main.index_select(0, t.edge_out), u_ae.index_select(0, t.edge_in))
-                ctx["cbf_a2e"] = (self.mlp_cbf_aeint(rbf_main), self.cbf(cos))
+                ctx["cbf_a2e"] = self.mlp_cbf_aeint.padded(rbf_main, self.cbf(cos), t.edge_out, t.rank, t.kmax)
             if self.e2a:
                 t = g.triplets_e2a
                 ctx["rbf_e2a"] = self.mlp_rbf_eaint(rbf_main)
                 cos = _cosine(u_ae.index_select(0, t.edge_out), u_main.index_select(0, t.edge_in))
-                ctx["cbf_e2a"] = (self.mlp_cbf_eaint(rbf_ae), self.cbf(cos))
+                ctx["cbf_e2a"] = self.mlp_cbf_eaint.padded(
+                    rbf_ae, self.cbf(cos), t.edge_out, t.rank, t.kmax,
+                    agg2=(g.a2ee2a.edge_index[1], g.a2ee2a_rank, n, g.a2ee2a_kmax))
         if self.a2a:
             d_aa, _ = self._geometry(pos, g.a2a, cell, ptr)
             rad = self.mlp_rbf_aint(self.rbf_aint(d_aa))
