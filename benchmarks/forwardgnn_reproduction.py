@@ -80,13 +80,20 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def summary(doc: dict[str, Any]) -> str:
-    cells: dict[tuple, list[float]] = {}
+    # one value per (setting, depth, split): a greedy depth reported by runs of several depths (identical prefixes)
+    # counts once, from the deepest run
+    best: dict[tuple, tuple[int, float]] = {}
     for r in doc["runs"]:
         task = r.get("task", "node")
         for depth, m in r["depths"].items():
             value = 100 * (m["test_acc"] if task == "node" else m["test_auc"])
-            cells.setdefault((f"{r['dataset']} ({'acc' if task == 'node' else 'ROC-AUC'})", r["conv"], r["variant"],
-                              int(depth)), []).append(value)
+            key = (f"{r['dataset']} ({'acc' if task == 'node' else 'ROC-AUC'})", r["conv"], r["variant"], int(depth),
+                   r["split"])
+            if key not in best or r["run_layers"] > best[key][0]:
+                best[key] = (r["run_layers"], value)
+    cells: dict[tuple, list[float]] = {}
+    for key, (_, value) in best.items():
+        cells.setdefault(key[:4], []).append(value)
     lines = ["| dataset (metric, %) | conv | method | " + " | ".join(f"L={d}" for d in range(1, 5)) + " |",
              "|---|---|---|" + "---:|" * 4]
     keys = sorted({k[:3] for k in cells})
