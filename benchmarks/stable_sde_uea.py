@@ -69,9 +69,10 @@ def prepare(ds, rate: float, seed: int, limit: int | None = None):
 
 def run_one(name: str, ds, y, splits, coeffs_of, seed: int, cfg: dict) -> dict:
     torch.manual_seed(seed)
-    model = build_timeseries_model(name, ds.values.shape[-1], ds.num_classes, hidden=cfg["hidden"],
-                                   num_layers=cfg["layers"],
-                                   **({"form": cfg["form"]} if name in ("sde", "lsde", "lnsde", "gsde") else {}))
+    extra = {"num_layers": cfg["layers"]} if name != "gru_dt" else {}  # GRU-Δt is one GRU cell
+    if name in ("sde", "lsde", "lnsde", "gsde"):
+        extra["form"] = cfg["form"]
+    model = build_timeseries_model(name, ds.values.shape[-1], ds.num_classes, hidden=cfg["hidden"], **extra)
     t0 = time.perf_counter()
     coeffs = coeffs_of(model)
     res = fit_classifier(model, coeffs, y, splits, epochs=cfg["epochs"], seed=seed, num_classes=ds.num_classes)

@@ -338,7 +338,7 @@ class GRUDeltaT(_PathModel):
     intensity = True
 
     def __init__(self, control_channels: int, num_classes: int, *, hidden: int = 32, dropout: float = 0.1,
-                 head_grad_scale: float = 100.0, **_: Any) -> None:
+                 head_grad_scale: float = 100.0) -> None:
         super().__init__()
         if control_channels % 2 != 1:
             raise ConfigError(f"GRUDeltaT: control_channels must be 1 + 2 D (time, counts, values), got "
@@ -409,7 +409,7 @@ class NeuralCDEClassifier(_PathModel):
 
     def __init__(self, control_channels: int, num_classes: int, *, hidden: int = 32, num_layers: int = 2,
                  method: str = "euler", rtol: float = 1e-3, atol: float = 1e-4, dt_min: float = 1e-3,
-                 dropout: float = 0.1, head_grad_scale: float = 100.0, **_: Any) -> None:
+                 dropout: float = 0.1, head_grad_scale: float = 100.0) -> None:
         super().__init__()
         self.control_channels = control_channels
         self.initial = nn.Linear(control_channels, hidden)
