@@ -87,8 +87,14 @@ def _detach_other(obj: Any) -> Any:
 
 def detach_tree(obj: Any) -> Any:
     """``obj`` with every tensor inside (tuples and namedtuples, lists, dicts, objects with ``.detach``) detached
-    (:func:`sciml.train.tree.map_tensors`)."""
-    return map_tensors(Tensor.detach, obj, other=_detach_other)
+    (:func:`sciml.train.tree.map_tensors`). A tensor outside autograd (``requires_grad=False``) is returned as is:
+    detaching it would only make a new object for the same data, and caches keyed on a tensor's identity (the CSR
+    form of sparse input features) would miss on every step."""
+    return map_tensors(_detach, obj, other=_detach_other)
+
+
+def _detach(t: Tensor) -> Tensor:
+    return t.detach() if t.requires_grad else t
 
 
 class LayerLocalTask(Task):

@@ -702,6 +702,8 @@ def test_detach_tree_and_move_to_device_handle_namedtuples():
     out = detach_tree(obj)
     assert isinstance(out["p"], Pair) and out["p"].b[1] == 5
     assert not out["p"].a.requires_grad and not out["p"].b[0].requires_grad and not out["t"][0].requires_grad
+    data = torch.rand(3, 2).to_sparse_csr()                     # outside autograd: the same object back
+    assert detach_tree({"x": data})["x"] is data and out["p"].a.grad_fn is None
     moved = move_to_device(Pair(torch.zeros(1), {"x": torch.ones(1)}), torch.device("cpu"))
     assert isinstance(moved, Pair) and torch.equal(moved.b["x"], torch.ones(1))
 
