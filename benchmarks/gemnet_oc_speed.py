@@ -5,9 +5,14 @@ One step = forward (graphs built on the fly, energy and direct forces) + OC20 lo
 L2-MAE) + backward, the base OC20 configuration (38,864,438 parameters in both) with unfitted scale factors (identity
 in both), float32, ``--threads`` threads. Our graphs use fairchem's symmetrisation rule (``symmetrize="reference"``)
 so both models see the same edges. Timing: :func:`_common.interleaved` (peers alternate in shuffled rounds; medians
-and the ratio fairchem / ours, > 1 = ours faster). Peak memory: each peer in a fresh child process, the peak
-resident set during one step (the high-water mark is reset right before it, Linux ``clear_refs``) minus the
-resident set before it.
+and the ratio fairchem / ours, > 1 = ours faster), and the CPU time of the same calls (``time.process_time``: on a
+shared machine the wall time also holds the time the process waited for a core). Peak memory: each peer in
+``--mem-repeats`` fresh child processes, the peak resident set during one step (the high-water mark is reset right
+before it, Linux ``clear_refs``) minus the resident set before it; median over the children. glibc's dynamic mmap
+threshold makes that number bimodal (freed blocks of up to 32 MiB may stay resident or not: about 830 or 1200 MiB
+for either peer on the 33-atom structure), so each child is also run with ``MALLOC_MMAP_THRESHOLD_=65536``
+(every block of 64 KiB or more is mapped and unmapped: the resident set follows the live tensors), the
+allocator-independent number (``peak_rss_growth_mib_fixed_mmap``).
 
 fairchem needs torch_scatter/torch_sparse (built from source) and numpy<2, so it lives in its own venv (never in
 the package), e.g. ``FAIRCHEM_VENV`` (see ../shared/reference/peers.md §4; its site-packages list the project's
@@ -30,6 +35,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -179,14 +185,76 @@ def available(name: str) -> str:
     return ""
 
 
-def child_memory(peer: str, frame: str, args) -> dict:
-    """Peak-RSS growth of one training step of ``peer`` on ``frame`` in a fresh process."""
+def _child(peer: str, frame: str, args, env: dict | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", peer, frame, "--threads", str(args.threads), "--data-root",
            args.data_root] + (["--quick"] if args.quick else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def graph_agreement(config: dict, data) -> dict:
+    """Our graphs and quadruplets against fairchem's on one structure (``symmetrize="reference"`` as in the timed
+    runs): edges compared as sets of (source, target, offset) (fairchem's offsets have the opposite sign), and our
+    ``quadruplet_index`` run on fairchem's own main and quadruplet graphs, so that a difference in the quadruplets
+    can be told apart into graph differences (tied neighbours at the caps) and index differences."""
+    from torch_geometric.data import Batch, Data
+
+    from sciml.gnn.atomistic_graph import AtomGraph, quadruplet_index
+
+    ours_model = GemNetOC(**config, symmetrize="reference")
+    g = ours_model.build_graphs(Batch.from_data_list([data]))
+    fc_model, _ = fairchem(config, data)
+    n = data.num_nodes
+    fc_batch = Batch.from_data_list([Data(atomic_numbers=data.z.float(), pos=data.pos, cell=data.cell,
+                                          natoms=torch.tensor([n]), tags=data.tags, fixed=data.fixed.float(),
+                                          pbc=torch.ones(1, 3, dtype=torch.bool))])
+    with torch.no_grad():
+        main_fc, _, _, qint_fc, *_, quad_fc = fc_model.get_graphs_and_indices(fc_batch)
+
+    def keys(edge_index, offset):
+        return [(int(a), int(b), *map(int, o)) for a, b, o in zip(edge_index[0], edge_index[1], offset)]
+
+    om, oq = keys(g.main.edge_index, g.main.cell_offset), keys(g.qint.edge_index, g.qint.cell_offset)
+    fm, fq = keys(main_fc["edge_index"], -main_fc["cell_offset"]), keys(qint_fc["edge_index"], -qint_fc["cell_offset"])
+
+    def quads(main_keys, qint_keys, e_db, e_ba, e_ca):
+        return set(zip((main_keys[i] for i in e_db.tolist()), (qint_keys[i] for i in e_ba.tolist()),
+                       (main_keys[i] for i in e_ca.tolist())))
+
+    q = g.quadruplets
+    ours_q = quads(om, oq, q.triplet_in.edge_in[q.triplet_in_of_quad], q.triplet_in.edge_out[q.triplet_in_of_quad],
+                   q.edge_out)
+    fc_q = quads(fm, fq, quad_fc["triplet_in"]["in"][quad_fc["trip_in_to_quad"]],
+                 quad_fc["triplet_out"]["in"][quad_fc["trip_out_to_quad"]], quad_fc["out"])
+    def as_ours(gd):
+        return AtomGraph(gd["edge_index"], -gd["cell_offset"].long(), gd["distance"].double(), n)
+
+    q2 = quadruplet_index(as_ours(main_fc), as_ours(qint_fc))
+    ours_on_fc = quads(fm, fq, q2.triplet_in.edge_in[q2.triplet_in_of_quad],
+                       q2.triplet_in.edge_out[q2.triplet_in_of_quad], q2.edge_out)
+    return {"main_edges_only_ours": len(set(om) - set(fm)), "main_edges_only_fairchem": len(set(fm) - set(om)),
+            "qint_edges_only_ours": len(set(oq) - set(fq)), "qint_edges_only_fairchem": len(set(fq) - set(oq)),
+            "quadruplets_ours": len(ours_q), "quadruplets_fairchem": len(fc_q),
+            "quadruplets_ours_index_on_fairchem_graphs": len(ours_on_fc),
+            "quadruplets_ours_index_on_fairchem_graphs_differing": len(ours_on_fc ^ fc_q)}
+
+
+def child_memory(peer: str, frame: str, args) -> dict:
+    """Peak-RSS growth of one training step of ``peer`` on ``frame``: median over ``args.mem_repeats`` fresh
+    processes with glibc's default allocator settings, and over as many with a fixed mmap threshold."""
+    runs = [_child(peer, frame, args) for _ in range(args.mem_repeats)]
+    fixed = [_child(peer, frame, args, {"MALLOC_MMAP_THRESHOLD_": "65536"}) for _ in range(args.mem_repeats)]
+    errors = [r["error"] for r in runs + fixed if "error" in r]
+    if errors:
+        return {"error": errors[0]}
+    growth = [r["peak_rss_growth_mib"] for r in runs]
+    growth_fixed = [r["peak_rss_growth_mib"] for r in fixed]
+    return {"peak_rss_growth_mib": statistics.median(growth), "peak_rss_growth_mib_runs": growth,
+            "peak_rss_growth_mib_fixed_mmap": statistics.median(growth_fixed),
+            "peak_rss_growth_mib_fixed_mmap_runs": growth_fixed, "hwm_reset": all(r["hwm_reset"] for r in runs),
+            "first_step_s": statistics.median(r["first_step_s"] for r in runs)}
 
 
 def run_child(peer: str, frame: str, args) -> None:
@@ -207,6 +275,17 @@ def run_child(peer: str, frame: str, args) -> None:
                       "first_step_s": first, "hwm_reset": reset}))
 
 
+def _cpu_timed(fn, times: list):
+    """``fn`` that also appends the CPU time of every call to ``times``."""
+    def wrapped():
+        t0 = time.process_time()
+        out = fn()
+        times.append(time.process_time() - t0)
+        return out
+
+    return wrapped
+
+
 def _status_kib(key: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -222,25 +301,32 @@ def performance_table(res: dict, name: str) -> list[str]:
              f"Machine: device={m.get('device')}, cpu={m.get('cpu')}, cpu_count={m.get('cpu_count')}, "
              f"torch_threads={res['config']['threads']}, torch={m.get('torch')}, date={m.get('date')}. Forward "
              "(graphs on the fly, energy + direct forces) + OC20 loss + backward, OC20 base configuration "
-             "(benchmarks/gemnet_oc_speed.py); medians of interleaved rounds; memory = peak-RSS growth over one "
-             "step in a fresh process.", ""]
+             "(benchmarks/gemnet_oc_speed.py); medians of interleaved rounds (wall time and the process's CPU "
+             "time); memory below the table.", ""]
     for peer, err in res.get("unavailable", {}).items():
         lines += [f"{peer} could not run: `{err}`", ""]
     head = ["structure", "atoms", "main edges", "ours s", "ours atoms/s"]
     for p in peers:
-        head += [f"{p} s", f"{p} / ours"]
-    head += ["ours MiB"] + [f"{p} MiB" for p in peers]
+        head += [f"{p} s", f"{p} / ours (wall)", f"{p} / ours (CPU)"]
+    head += ["ours MiB"] + [f"{p} MiB" for p in peers] + ["ours MiB (fixed mmap)"] + [
+        f"{p} MiB (fixed mmap)" for p in peers]
     lines += ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for frame, r in res["runs"].items():
         t, mem = r["timing"], r.get("memory", {})
         cells = [frame, str(r["atoms"]), str(r.get("main_edges", "-")), f"{t['ours']['median_s']:.3g}",
                  f"{t['ours']['atoms_per_s']:.1f}"]
         for p in peers:
-            cells += ([f"{t[p]['median_s']:.3g}", f"{r[f'ratio_{p}_over_ours']:.2f}"] if p in t else ["-", "-"])
-        for p in ["ours"] + peers:
-            v = mem.get(p, {}).get("peak_rss_growth_mib")
-            cells.append("-" if v is None else f"{v:.0f}")
+            cpu = r.get(f"cpu_ratio_{p}_over_ours")
+            cells += ([f"{t[p]['median_s']:.3g}", f"{r[f'ratio_{p}_over_ours']:.2f}",
+                       "-" if cpu is None else f"{cpu:.2f}"] if p in t else ["-", "-", "-"])
+        for key in ("peak_rss_growth_mib", "peak_rss_growth_mib_fixed_mmap"):
+            for p in ["ours"] + peers:
+                v = mem.get(p, {}).get(key)
+                cells.append("-" if v is None else f"{v:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Memory: median over fresh processes of the peak resident-set growth during one step, with glibc's "
+              "default allocator settings (bimodal: freed blocks below the dynamic mmap threshold may stay resident) "
+              "and with `MALLOC_MMAP_THRESHOLD_=65536` (the resident set follows the live tensors)."]
     return lines + [""]
 
 
@@ -252,7 +338,10 @@ def main(argv=None) -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--budget-s", type=float, default=240.0, help="time budget per structure for the timed rounds")
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--mem-repeats", type=int, default=3, help="fresh processes per peer and allocator setting")
     p.add_argument("--memory-only", action="store_true", help="(re)measure the memory of the stored structures")
+    p.add_argument("--graph-check", action="store_true",
+                   help="(re)compare our graphs and quadruplets with fairchem's on the stored structures")
     p.add_argument("--data-root", default=DATA)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(RESULTS / "gemnet_oc_speed.json"))
@@ -264,7 +353,7 @@ def main(argv=None) -> None:
         run_child(*args.child, args)
         return
     if args.quick:
-        args.reps, args.budget_s = 1, 30.0
+        args.reps, args.budget_s, args.mem_repeats = 1, 30.0, 1
     errors = {name: available(name) for name in PEERS if name != "ours"}
     peers = args.peers or (["ours", "fairchem"] if not errors["fairchem"] else ["ours", "dimenetpp"])
     runnable = [n for n in peers if n == "ours" or not errors[n]]
@@ -274,6 +363,13 @@ def main(argv=None) -> None:
     results.data["unavailable"] = {n: e for n, e in errors.items() if e and n in peers}
     for n, e in results.data["unavailable"].items():
         log(f"{n} cannot run here: {e}")
+    if args.graph_check:
+        frames = structures(args.data_root, args.quick)
+        for frame, record in results.data["runs"].items():
+            record["graphs_vs_fairchem"] = graph_agreement(peer_config("ours", args.quick), frames[frame])
+            log(f"{frame}: {record['graphs_vs_fairchem']}")
+        results.write()
+        return
     if args.memory_only:
         for frame, record in results.data["runs"].items():
             record["memory"] = {name: child_memory(name, frame, args) for name in runnable}
@@ -284,12 +380,16 @@ def main(argv=None) -> None:
         key = f"{frame}"
         if results.done(key):
             continue
-        fns, params = {}, {}
+        fns, params, cpu = {}, {}, {}
         for name in runnable:
             model, step = PEERS[name](peer_config(name, args.quick), data)
             # trainable parameters (fairchem keeps its 54 scale factors as frozen parameters, we keep buffers)
-            fns[name], params[name] = step, sum(q.numel() for q in model.parameters() if q.requires_grad)
+            fns[name], params[name] = _cpu_timed(step, cpu.setdefault(name, [])), sum(
+                q.numel() for q in model.parameters() if q.requires_grad)
         timing = interleaved(fns, reps=args.reps, warmup=1, budget_s=args.budget_s, min_reps=min(3, args.reps))
+        for name in runnable:  # the first call was the untimed warm-up round
+            timing[name]["cpu_median_s"] = statistics.median(cpu[name][1:])
+            timing[name]["cpu_runs"] = cpu[name][1:]
         from torch_geometric.data import Batch
 
         graphs = GemNetOC(**peer_config("ours", args.quick), symmetrize="reference").build_graphs(
@@ -301,8 +401,11 @@ def main(argv=None) -> None:
             record["timing"][name]["atoms_per_s"] = data.num_nodes / timing[name]["median_s"]
             if name != "ours":
                 record[f"ratio_{name}_over_ours"] = timing[name]["median_s"] / timing["ours"]["median_s"]
+                record[f"cpu_ratio_{name}_over_ours"] = timing[name]["cpu_median_s"] / timing["ours"]["cpu_median_s"]
         if not args.no_memory:
             record["memory"] = {name: child_memory(name, frame, args) for name in runnable}
+        if "fairchem" in runnable:
+            record["graphs_vs_fairchem"] = graph_agreement(peer_config("ours", args.quick), data)
         log(f"{frame} ({data.num_nodes} atoms): " + ", ".join(
             f"{n} {timing[n]['median_s']:.3g} s" for n in runnable) + "; " + ", ".join(
             f"{k} {v:.3g}" for k, v in record.items() if k.startswith("ratio")))

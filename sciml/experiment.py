@@ -24,7 +24,7 @@ from torch import nn
 from sciml.config import MODELS, TASKS, ExperimentConfig, load_config, write_run_info
 from sciml.io import atomic_write_text
 from sciml.errors import CheckpointError, ConfigError
-from sciml.train import find_latest_checkpoint, load_checkpoint, seed_everything
+from sciml.train import find_latest_checkpoint, list_checkpoints, load_checkpoint, seed_everything
 
 
 @dataclass
@@ -97,11 +97,25 @@ def data_dims(train_data: Any) -> dict[str, int]:
     return dims
 
 
-def build(cfg: ExperimentConfig, *, run_dir: str | os.PathLike | None = None, **trainer_overrides: Any) -> Experiment:
+def _will_resume(trainer_kwargs: dict[str, Any]) -> bool:
+    """Whether the Trainer built with these arguments will resume from a checkpoint (its ``resume`` rule)."""
+    resume = trainer_kwargs.get("resume", "auto")
+    if resume is None or str(resume) in ("never", "none", ""):
+        return False
+    if str(resume) != "auto":
+        return True
+    run_dir = trainer_kwargs.get("run_dir")
+    return run_dir is not None and bool(list_checkpoints(Path(run_dir) / "checkpoints"))
+
+
+def build(cfg: ExperimentConfig, *, run_dir: str | os.PathLike | None = None, prepare_model: bool = True,
+          **trainer_overrides: Any) -> Experiment:
     """Build data, model, task and trainer from ``cfg``.
 
     Model parameters declared ``runtime`` in the registry (e.g. ``in_channels``/``out_channels``) are read off the
-    data. ``run_dir`` (and other ``trainer_overrides``) replace the trainer section's values.
+    data. ``run_dir`` (and other ``trainer_overrides``) replace the trainer section's values. A model with a
+    ``prepare_training(train_data, batch_size=, collate_fn=)`` method gets it called before the trainer is built
+    (unless ``prepare_model=False`` or the run will resume from a checkpoint).
     """
     seed = trainer_overrides.get("seed", cfg.trainer.seed)
     if seed is not None:
@@ -129,6 +143,12 @@ def build(cfg: ExperimentConfig, *, run_dir: str | os.PathLike | None = None, **
     if run_dir is not None:
         kwargs["run_dir"] = str(run_dir)
     kwargs.update(trainer_overrides)
+    # a model may fit something on the training data before training (GemNet-OC's scale factors,
+    # ``model.fit_scales``): here, before the trainer copies the weights (EMA); not when the run resumes from a
+    # checkpoint, which holds the fitted values, nor when prepare_model=False (evaluate_run loads a checkpoint)
+    prepare = getattr(model, "prepare_training", None)
+    if prepare_model and callable(prepare) and not _will_resume(kwargs):
+        prepare(train_data, batch_size=kwargs.get("batch_size"), collate_fn=kwargs.get("collate_fn"))
     trainer = type(cfg.trainer).target_of()(model, task, train_data=train_data, val_data=val_data, **kwargs)
     return Experiment(cfg, model, task, train_data, val_data, trainer)
 
@@ -151,7 +171,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | 
     if not config_file.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory: {config_file} is missing")
     cfg = load_config(config_file)
-    exp = build(cfg, run_dir=run_dir, resume="never", progress="none", handle_signals=False)
+    exp = build(cfg, run_dir=run_dir, prepare_model=False, resume="never", progress="none", handle_signals=False)
     if checkpoint is not None:
         path, payload = Path(checkpoint), load_checkpoint(checkpoint)
     else:

@@ -6,9 +6,10 @@ atomic numbers, cell, pbc, FixAtoms as ``fixed``, OC20 tags rebuilt when the fil
 and returns ``{"train": AtomsFrames, "val": AtomsFrames}``. Two split protocols:
 
 * ``"blocks"`` (default; *in-distribution*, every trajectory in both splits): each trajectory is cut into blocks of
-  ``block`` consecutive frames; every ``val_every``-th block is validation and the ``gap`` training frames on each
-  side of a validation block are dropped, so that no training frame is a near-copy of a neighbouring validation
-  frame (consecutive relaxation frames differ little).
+  ``block`` consecutive frames; every ``val_every``-th block is validation (starting at block ``val_offset``, or at
+  a block drawn per trajectory with ``val_offset="random"``) and the ``gap`` training frames on each side of a
+  validation block are dropped, so that no training frame is a near-copy of a neighbouring validation frame
+  (consecutive relaxation frames differ little).
 * ``"files"`` (*out-of-distribution*, unseen systems): ``val_files`` whole trajectories are held out, chosen from the
   last file backwards among those whose elements all occur in the remaining training files
   (:func:`covered_split`).
@@ -117,7 +118,8 @@ def atoms_data(path: str | None = None, *, split: Literal["blocks", "files"] = "
                val_every: int = 5, gap: int = 1, val_files: int = 4, index: str = ":", pattern: str = "*",
                max_files: int | None = None, tags: Literal["auto", "source", "oc20"] = "auto",
                reference: Literal["linear", "none"] = "linear", energy_key: str = "energy",
-               forces_key: str = "forces", float32: bool = True) -> dict[str, AtomsFrames]:
+               forces_key: str = "forces", float32: bool = True, val_offset: int | Literal["random"] = 0,
+               seed: int = 0) -> dict[str, AtomsFrames]:
     """Train/validation structures with energies and forces from ASE-readable files (see the module doc).
 
     Args:
@@ -136,6 +138,11 @@ def atoms_data(path: str | None = None, *, split: Literal["blocks", "files"] = "
             ``"none"`` keeps total energies. (default: ``"linear"``)
         energy_key, forces_key (str): where the file keeps them. (default: ``"energy"``, ``"forces"``)
         float32 (bool): positions, cells and forces as float32 (energies stay float64). (default: :obj:`True`)
+        val_offset (int or str): which blocks of a trajectory are validation in the ``"blocks"`` protocol: blocks
+            ``b`` with ``b % val_every == val_offset % val_every`` (``0``: the first block, i.e. the start of every
+            relaxation, is validation); ``"random"``: an offset drawn per trajectory from ``seed``.
+            (default: ``0``)
+        seed (int): seed of the ``"random"`` offsets. (default: ``0``)
 
     Returns:
         dict: ``{"train": AtomsFrames, "val": AtomsFrames or None}``.
@@ -155,8 +162,18 @@ def atoms_data(path: str | None = None, *, split: Literal["blocks", "files"] = "
     systems = _read_files(Path(path), pattern, index, tags, energy_key, forces_key, max_files)
     train, val, train_src, val_src = [], [], [], []
     if split == "blocks":
-        for name, frames in systems:
-            tr, va = block_split(len(frames), block=block, val_every=val_every, gap=gap)
+        if val_offset == "random":
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ConfigError(f"data.seed must be an integer, got {seed!r}")
+            rng = np.random.default_rng(seed)
+            offsets = [int(rng.integers(val_every)) if isinstance(val_every, int) and val_every > 0 else 0
+                       for _ in systems]
+        elif isinstance(val_offset, bool) or not isinstance(val_offset, int) or val_offset < 0:
+            raise ConfigError(f"data.val_offset must be an integer >= 0 or 'random', got {val_offset!r}")
+        else:
+            offsets = [val_offset] * len(systems)
+        for (name, frames), offset in zip(systems, offsets):
+            tr, va = block_split(len(frames), block=block, val_every=val_every, gap=gap, offset=offset)
             train += [frames[i] for i in tr]
             val += [frames[i] for i in va]
             train_src += [name] * len(tr)
@@ -191,8 +208,9 @@ def atoms_data(path: str | None = None, *, split: Literal["blocks", "files"] = "
 
 def fit_scale_file(config: Any, out: str | os.PathLike, *, overrides: Sequence[str] = (), num_batches: int = 16,
                    batch_size: int | None = None) -> dict[str, float | None]:
-    """Fit the scale factors of a config's model on the first ``num_batches`` batches of its training data (in
-    file order) and write them to ``out`` for ``model.scale_file`` (fairchem's ``fit.py`` step).
+    """Fit the scale factors of a config's model on ``num_batches`` batches of its training data (drawn at random
+    with seed 0, :func:`~sciml.gnn.gemnet_oc.layers.scale_fit_batches`) and write them to ``out`` for
+    ``model.scale_file`` (fairchem's ``fit.py`` step).
 
     Args:
         config: a YAML path, mapping or loaded config (``sciml.config.load_config``).
@@ -201,11 +219,9 @@ def fit_scale_file(config: Any, out: str | os.PathLike, *, overrides: Sequence[s
         num_batches (int): batches per factor. (default: ``16``)
         batch_size (int, optional): structures per batch. (default: ``trainer.batch_size``)
     """
-    from torch_geometric.data import Batch
-
     from sciml.config import load_config
     from sciml.experiment import _splits
-    from sciml.gnn.gemnet_oc.layers import fit_scale_factors, save_scale_factors
+    from sciml.gnn.gemnet_oc.layers import fit_scale_factors, save_scale_factors, scale_fit_batches
 
     cfg = config if hasattr(config, "model") else load_config(config, list(overrides))
     if cfg.trainer.seed is not None:
@@ -214,8 +230,7 @@ def fit_scale_file(config: Any, out: str | os.PathLike, *, overrides: Sequence[s
     kwargs = cfg.model.kwargs()
     kwargs["scale_file"] = None
     model = type(cfg.model).target_of()(**kwargs)
-    b = batch_size or cfg.trainer.batch_size
-    batches = [Batch.from_data_list(train[i:i + b]) for i in range(0, min(len(train), num_batches * b), b)]
+    batches = scale_fit_batches(train, num_batches, batch_size or cfg.trainer.batch_size)
     fit_scale_factors(model, batches, num_batches=num_batches)
     return save_scale_factors(model, out)
 

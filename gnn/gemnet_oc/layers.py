@@ -14,7 +14,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -22,11 +22,12 @@ from torch.nn import functional as F
 
 from sciml.errors import ConfigError
 from sciml.sparse import pad_segments, segment_reduce
+from sciml.sparse.index import SegmentBuckets, pad_buckets
 
 __all__ = ["he_orthogonal_", "ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "AtomEmbedding",
            "EdgeEmbedding", "BasisEmbedding", "EfficientBilinear", "TripletInteraction", "QuadrupletInteraction",
            "PairInteraction", "AtomUpdateBlock", "OutputBlock", "InteractionBlock",
-           "fit_scale_factors", "save_scale_factors", "load_scale_factors", "scale_grad"]
+           "fit_scale_factors", "save_scale_factors", "load_scale_factors", "scale_grad", "scale_fit_batches"]
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
@@ -80,7 +81,7 @@ class ScaledSiLU(nn.Module):
     r""":math:`\mathrm{SiLU}(x) / 0.6` (keeps the activations' variance close to 1)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.silu(x) * (1.0 / 0.6)
+        return F.silu(x).mul_(1.0 / 0.6)  # in place: SiLU's backward needs its input, not its output
 
 
 class Dense(nn.Module):
@@ -117,7 +118,7 @@ class ResidualLayer(nn.Module):
         self.layers = nn.Sequential(*[Dense(units, units, activation=activation) for _ in range(num_layers)])
 
     def forward(self, x: Tensor) -> Tensor:
-        return (x + self.layers(x)) * _INV_SQRT2
+        return (x + self.layers(x)).mul_(_INV_SQRT2)  # in place on the fresh sum (saved by nothing)
 
 
 def _mlp(units_in: int, units: int, num_residual: int, activation: str | None) -> nn.Sequential:
@@ -147,7 +148,11 @@ class ScaleFactor(nn.Module):
     def forward(self, x: Tensor, ref: Tensor | None = None) -> Tensor:
         if self._order is not None and self.name not in self._order:
             self._order.append(self.name)
-        x = x * self.scale.to(x.dtype)
+        # an unfitted factor (scale 1) is skipped, as fairchem does: x * 1 is x, and the multiply and its backward
+        # cost a pass over the tensor each (54 factors in the base model); on an accelerator the check would
+        # synchronise, so there the factor always multiplies
+        if self.scale.device.type != "cpu" or float(self.scale) != 1.0:
+            x = x * self.scale.to(x.dtype)
         if self._stats is not None:
             self._observe(x, ref)
             raise _FitStop
@@ -250,6 +255,28 @@ def fit_scale_factors(model: nn.Module, batches: Iterable, forward: Callable[[nn
             m._stats, m._order = None, None
         model.train(was_training)
     return result
+
+
+def scale_fit_batches(structures: Any, num_batches: int, batch_size: int, *, collate_fn: Callable | None = None,
+                      seed: int = 0) -> list:
+    """``num_batches`` batches of ``batch_size`` structures drawn without replacement at random (``seed``) from
+    ``structures`` (fewer when there are not enough): the data :func:`fit_scale_factors` sees before training
+    (random, so that the batches cover the data set rather than its first trajectory).
+
+    Args:
+        structures (sequence): the training structures (PyG ``Data``).
+        num_batches (int), batch_size (int): how many batches of how many structures.
+        collate_fn (callable, optional): list of structures -> batch. (default: PyG ``Batch.from_data_list``)
+        seed (int): seed of the draw. (default: ``0``)
+    """
+    if collate_fn is None:
+        from torch_geometric.data import Batch
+
+        collate_fn = Batch.from_data_list
+    n = len(structures)
+    take = min(n, num_batches * batch_size)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:take].tolist()
+    return [collate_fn([structures[i] for i in order[k:k + batch_size]]) for k in range(0, take, batch_size)]
 
 
 SCALE_FILE_FORMAT = "sciml-gemnet-oc-scale-factors"
@@ -359,30 +386,34 @@ class BasisEmbedding(nn.Module):
         rad_w = self.forward(rad).index_select(0, edge_of_triplet)           # [T, I, S]
         return torch.bmm(rad_w, sph.unsqueeze(-1)).squeeze(-1)
 
-    def padded(self, rad: Tensor, sph: Tensor, outer: Tensor, rank: Tensor, kmax: int,
-               agg2: tuple[Tensor, Tensor, int, int] | None = None) -> tuple[Tensor, Tensor]:
+    def padded(self, rad: Tensor, sph: Tensor, buckets: SegmentBuckets,
+               agg2: tuple[Tensor, Tensor, int, int] | None = None) -> tuple[Tensor, list[Tensor], SegmentBuckets, int]:
         """The two basis tensors of :class:`EfficientBilinear`, computed once per forward pass and shared by all
         interaction blocks (so the padded angular basis is materialised, and kept for the backward, once).
 
         Args:
             rad: ``[E, R]`` raw radial basis of the output edges.
-            sph: ``[T, S]`` angular basis per triplet/quadruplet; ``outer``, ``rank``, ``kmax``: its output edge,
-                position in that edge's row and the padding size.
+            sph: ``[T, S]`` angular basis per triplet/quadruplet.
+            buckets (SegmentBuckets): the padding layout of the triplets/quadruplets per output edge
+                (:func:`sciml.sparse.index.segment_buckets`).
             agg2: ``(atom_of_edge, rank_in_atom, num_atoms, kmax_atoms)`` for a second sum over the edges of
                 each atom (edge-to-atom interaction).
 
         Returns:
-            ``(rad_w, sph_pad)``: ``rad_w [E, I, S]`` (with ``agg2``: ``[N, I, K_2 S]``, padded per atom) and
-            ``sph_pad [E, S, K]`` (zero-padded, a transposed view).
+            ``(rad_w, sph_pads, buckets, E)``: the radial part ``[n_b, I, S]`` of the rows of each bucket (with
+            ``agg2``: one ``[N, I, K_2 S]`` tensor, all edges padded per atom), one zero-padded ``[n_b, S, k_b]``
+            angular block per bucket, the layout and the number of output edges (the arguments of
+            :class:`EfficientBilinear`).
         """
         rad_w = self.forward(rad)                                            # [E, I, S]
-        sph_pad = pad_segments(sph, outer, rank, rad_w.size(0), kmax).transpose(1, 2)
-        if agg2 is not None:
-            atom, atom_rank, num_atoms, kmax2 = agg2
-            e, i, s = rad_w.shape
-            rad_w = pad_segments(rad_w, atom, atom_rank, num_atoms, kmax2)    # [N, K2, I, S]
-            rad_w = rad_w.transpose(1, 2).reshape(num_atoms, i, kmax2 * s)
-        return rad_w, sph_pad
+        sph_pads = [blk.transpose(1, 2) for blk in pad_buckets(sph, buckets)]
+        if agg2 is None:  # one block per bucket (split once here, so the blocks' backward concatenates once)
+            rad_ws = list(rad_w.index_select(0, buckets.rows).split([n for n, _ in buckets.sizes]))
+            return rad_ws, sph_pads, buckets, rad.size(0)
+        atom, atom_rank, num_atoms, kmax2 = agg2
+        e, i, s = rad_w.shape
+        rad_w = pad_segments(rad_w, atom, atom_rank, num_atoms, kmax2)        # [N, K2, I, S]
+        return rad_w.transpose(1, 2).reshape(num_atoms, i, kmax2 * s), sph_pads, buckets, e
 
 
 class EfficientBilinear(nn.Module):
@@ -395,10 +426,13 @@ class EfficientBilinear(nn.Module):
         \qquad \mathbf{R}_e \in \mathbb{R}^{I \times S},\ \mathbf{s}_{ek} \in \mathbb{R}^{S},\
         \mathbf{x}_{ek} \in \mathbb{R}^{F_\mathrm{in}},
 
-    computed as two batched matmuls on zero-padded ``[E, S, K]`` and ``[E, K, F_in]`` tensors and one dense layer
-    :math:`\mathbb{R}^{I F_\mathrm{in}} \to \mathbb{R}^{F_\mathrm{out}}`. With ``agg2`` the result is summed once
-    more over the edges of each atom (edge-to-atom interaction), again through padding. The basis tensors come
-    from :meth:`BasisEmbedding.padded` (once per forward pass, shared by the blocks).
+    computed as batched matmuls on zero-padded ``[n_b, S, k_b]`` and ``[n_b, k_b, F_in]`` blocks, one per bucket
+    of output edges of similar neighbour counts (:func:`sciml.sparse.index.segment_buckets`: little padding, no
+    rows for edges without neighbours), then a batched matmul with :math:`\mathbf{R}_e` and one dense layer
+    :math:`\mathbb{R}^{I F_\mathrm{in}} \to \mathbb{R}^{F_\mathrm{out}}` (no bias: an edge without neighbours
+    gets exactly 0). With ``agg2`` the result is summed once more over the edges of each atom (edge-to-atom
+    interaction), through padding per atom. The basis tensors come from :meth:`BasisEmbedding.padded` (once per
+    forward pass, shared by the blocks).
     """
 
     def __init__(self, emb_size_in: int, emb_size_interm: int, emb_size_out: int) -> None:
@@ -406,26 +440,40 @@ class EfficientBilinear(nn.Module):
         self.emb_size_in = emb_size_in
         self.bilinear = Dense(emb_size_in * emb_size_interm, emb_size_out)
 
-    def forward(self, rad_w: Tensor, sph_pad: Tensor, x: Tensor, outer: Tensor, rank: Tensor, kmax: int,
-                agg2: tuple[Tensor, Tensor, int, int] | None = None) -> Tensor:
+    def forward(self, rad_w: list[Tensor] | Tensor, sph_pads: list[Tensor], buckets: SegmentBuckets, num_out: int,
+                x: Tensor, agg2: tuple[Tensor, Tensor, int, int] | None = None) -> Tensor:
         """
         Args:
-            rad_w: ``[E, I, S]`` radial part per output edge (with ``agg2``: ``[N, I, K_2 S]``).
-            sph_pad: ``[E, S, K]`` padded angular basis (:meth:`BasisEmbedding.padded`).
+            rad_w: ``[n_b, I, S]`` radial part of the rows of each bucket (with ``agg2``: ``[N, I, K_2 S]``).
+            sph_pads: ``[n_b, S, k_b]`` padded angular basis per bucket (:meth:`BasisEmbedding.padded`).
+            buckets (SegmentBuckets): padding layout; num_out (int): number of output edges :math:`E`.
             x: ``[T, F_in]`` neighbour embeddings per triplet/quadruplet.
-            outer, rank, kmax: output edge of each triplet, its position, the padding size.
             agg2: ``(atom_of_edge, rank_in_atom, num_atoms, kmax_atoms)`` for a second sum over edges per atom.
+
+        Returns:
+            ``[E, F_out]`` (with ``agg2``: ``[N, F_out]``).
         """
-        num_out = sph_pad.size(0)
-        x_pad = pad_segments(x, outer, rank, num_out, kmax)                          # [E, K, F]
-        sph_x = torch.bmm(sph_pad, x_pad)                                            # [E, S, F]
+        x_pads = pad_buckets(x, buckets)                                             # [n_b, k_b, F]
+        parts = [torch.bmm(sp, xp) for sp, xp in zip(sph_pads, x_pads)]             # [n_b, S, F]
         if agg2 is None:
-            out = torch.bmm(rad_w, sph_x)                                            # [E, I, F]
-        else:
-            atom, atom_rank, num_atoms, kmax2 = agg2
-            sx_pad = pad_segments(sph_x, atom, atom_rank, num_atoms, kmax2).reshape(
-                num_atoms, kmax2 * sph_x.size(1), sph_x.size(2))                     # [N, K2*S, F]
-            out = torch.bmm(rad_w, sx_pad)                                           # [N, I, F]
+            outs = [self.bilinear(torch.bmm(rw, sx).flatten(1)) for rw, sx in zip(rad_w, parts)]  # [n_b, F_out]
+            if not outs:  # no triplets/quadruplets at all
+                return x.new_zeros(num_out, self.bilinear.linear.out_features)
+            out = outs[0] if len(outs) == 1 else torch.cat(outs)                     # [R, F_out]
+            full = out.new_zeros(num_out, out.size(1))                               # rows by bucket -> edges
+            full.index_put_((buckets.rows,), out)
+            return full
+        if len(parts) == 1:
+            sph_x = parts[0]
+        elif parts:
+            sph_x = torch.cat(parts)                                                 # [R, S, F]
+        else:  # no triplets at all
+            sph_x = x.new_zeros(0, rad_w.size(2) // agg2[3] if agg2[3] else 0, x.size(1))
+        atom, atom_rank, num_atoms, kmax2 = agg2
+        rows = buckets.rows
+        sx_pad = pad_segments(sph_x, atom.index_select(0, rows), atom_rank.index_select(0, rows), num_atoms,
+                              kmax2).reshape(num_atoms, kmax2 * sph_x.size(1), sph_x.size(2))  # [N, K2*S, F]
+        out = torch.bmm(rad_w, sx_pad)                                               # [N, I, F]
         return self.bilinear(out.reshape(out.size(0), out.size(1) * out.size(2)))
 
 
@@ -454,15 +502,14 @@ class TripletInteraction(nn.Module):
         self.up_projection_ca = Dense(emb_size_trip_out, emb_size_out, activation=activation)
         self.up_projection_ac = Dense(emb_size_trip_out, emb_size_out, activation=activation) if symmetric else None
 
-    def forward(self, m: Tensor, rad_emb: Tensor, cbf: tuple[Tensor, Tensor], trip, reverse: Tensor | None,
+    def forward(self, m: Tensor, rad_emb: Tensor, cbf: tuple, trip, reverse: Tensor | None,
                 expand: Tensor | None = None, agg2: tuple | None = None) -> Tensor:
         x = self.dense_ba(m)
         if expand is not None:
             x = x.index_select(0, expand)
         x = self.scale_rbf(x * self.mlp_rbf(rad_emb), ref=x)
         x = self.down_projection(x).index_select(0, trip.edge_in)
-        rad_w, sph_pad = cbf
-        out = self.bilinear(rad_w, sph_pad, x, trip.edge_out, trip.rank, trip.kmax, agg2=agg2)
+        out = self.bilinear(*cbf, x, agg2=agg2)
         out = self.scale_cbf_sum(out, ref=x)
         if self.symmetric:
             return (self.up_projection_ca(out) + self.up_projection_ac(out).index_select(0, reverse)) * _INV_SQRT2
@@ -491,15 +538,14 @@ class QuadrupletInteraction(nn.Module):
         self.up_projection_ca = Dense(emb_size_quad_out, emb_size_edge, activation=activation)
         self.up_projection_ac = Dense(emb_size_quad_out, emb_size_edge, activation=activation)
 
-    def forward(self, m: Tensor, rad_emb: Tensor, cbf_emb: Tensor, sbf: tuple[Tensor, Tensor], quad,
+    def forward(self, m: Tensor, rad_emb: Tensor, cbf_emb: Tensor, sbf: tuple, quad,
                 reverse: Tensor) -> Tensor:
         x = self.dense_db(m)
         x = self.scale_rbf(x * self.mlp_rbf(rad_emb), ref=x)
         x = self.down_projection(x).index_select(0, quad.triplet_in.edge_in)      # per input triplet
         x = self.scale_cbf(x * self.mlp_cbf(cbf_emb), ref=x)
         x = x.index_select(0, quad.triplet_in_of_quad)                           # per quadruplet
-        rad_w, sph_pad = sbf
-        out = self.bilinear(rad_w, sph_pad, x, quad.edge_out, quad.rank, quad.kmax)
+        out = self.bilinear(*sbf, x)
         out = self.scale_sbf_sum(out, ref=x)
         return (self.up_projection_ca(out) + self.up_projection_ac(out).index_select(0, reverse)) * _INV_SQRT2
 

@@ -85,6 +85,64 @@ def test_spherical_basis_is_outer_product_of_circular_bases():
         SphericalBasis(4, "bad")
 
 
+# ------------------------------------------------------------------------------------------------ bilinear layer
+@pytest.mark.parametrize("agg2", [False, True])
+@pytest.mark.parametrize("num_buckets", [1, 3])
+def test_efficient_bilinear_against_dense_loops(agg2, num_buckets):
+    """out_e = W vec(R_e sum_k s_ek x_ek^T) (and, with agg2, summed over the edges of each atom first), with
+    R_e[i, s] = sum_r rad_er weight[r, s, i], by explicit loops; edges without triplets give 0; gradients too."""
+    from sciml.gnn.gemnet_oc.layers import BasisEmbedding, EfficientBilinear
+    from sciml.sparse.index import segment_buckets, segment_rank
+
+    g = torch.Generator().manual_seed(num_buckets)
+    counts = torch.tensor([3, 0, 1, 5, 2, 2, 0, 4])
+    E, R, S, I, F, Fo, N = counts.numel(), 5, 4, 3, 2, 6, 3
+    outer = torch.repeat_interleave(torch.arange(E), counts)
+    T = outer.numel()
+    rad = torch.rand(E, R, generator=g, dtype=torch.float64)
+    sph = torch.randn(T, S, generator=g, dtype=torch.float64)
+    x = torch.randn(T, F, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(0)
+    emb = BasisEmbedding(R, I, S).double()
+    bil = EfficientBilinear(F, I, Fo).double()
+    rank, _ = segment_rank(outer, E)
+    buckets = segment_buckets(outer, E, num_buckets, rank=rank)
+    atom = torch.tensor([0, 0, 2, 2, 2, 0, 1, 1])                     # target atom of each output edge (sorted)
+    extra = None
+    if agg2:
+        atom_rank, kmax2 = segment_rank(atom, N)
+        extra = (atom, atom_rank, N, kmax2)
+    out = bil(*emb.padded(rad, sph, buckets, agg2=extra), x, agg2=extra)
+
+    w_basis = emb.weight.detach()                                       # [R, S, I]
+    w_bil = bil.bilinear.linear.weight.detach()                         # [Fo, I * F]
+    per_edge = torch.zeros(E, I, F, dtype=torch.float64)
+    for e in range(E):
+        r_e = torch.einsum("r,rsi->is", rad[e], w_basis)
+        m_e = torch.zeros(S, F, dtype=torch.float64)
+        for k in (outer == e).nonzero().view(-1).tolist():
+            m_e += torch.outer(sph[k], x[k].detach())
+        per_edge[e] = r_e @ m_e
+    if agg2:
+        per_edge = torch.stack([per_edge[atom == a].sum(0) for a in range(N)])
+    expected = per_edge.reshape(per_edge.size(0), I * F) @ w_bil.t()
+    assert out.shape == expected.shape
+    assert torch.allclose(out.detach(), expected, atol=1e-12)
+    if not agg2:
+        assert torch.equal(out[counts == 0].detach(), torch.zeros(2, Fo, dtype=torch.float64))
+    # gradient w.r.t. the neighbour embeddings against autograd through the dense loops' formula
+    weight = torch.randn_like(expected)
+    (grad,) = torch.autograd.grad((out * weight).sum(), x)
+    dense = torch.zeros(T, F, dtype=torch.float64)
+    gmat = (weight @ w_bil).view(-1, I, F)
+    for k in range(T):
+        e = int(outer[k])
+        r_e = torch.einsum("r,rsi->is", rad[e], w_basis)
+        row = int(atom[e]) if agg2 else e
+        dense[k] = torch.einsum("i,if->f", r_e @ sph[k], gmat[row])
+    assert torch.allclose(grad, dense, atol=1e-12)
+
+
 # ------------------------------------------------------------------------------------------------ model fixtures
 SMALL = dict(num_spherical=3, num_radial=8, num_blocks=2, emb_size_atom=8, emb_size_edge=8, emb_size_trip_in=4,
              emb_size_trip_out=4, emb_size_quad_in=4, emb_size_quad_out=4, emb_size_aint_in=4,

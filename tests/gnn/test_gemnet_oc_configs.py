@@ -188,3 +188,90 @@ def test_base_config_trains_two_steps_on_a_written_file(tmp_path):
     assert (tmp_path / "run" / "config.yaml").is_file() and list((tmp_path / "run" / "checkpoints").glob("*.pt"))
     with pytest.raises(ConfigError, match="data.split"):
         load_config(CONFIGS / "gemnet_oc_base.yaml", overrides + ["data.split=random"])
+
+
+def test_config_run_fits_scale_factors_before_training_and_resume_does_not_refit(tmp_path, monkeypatch):
+    """``model.fit_scales``: a config run fits the factors on random training batches before the trainer (and its
+    EMA copy) exist; on those batches every fitted factor then gives its output the variance of its reference
+    (fairchem's criterion, recomputed here with forward hooks); a resumed run does not fit again."""
+    from sciml.experiment import build, run
+    from sciml.gnn.gemnet_oc import GemNetOC, layers
+    from sciml.gnn.gemnet_oc.layers import ScaleFactor, scale_fit_batches
+    from sciml.train import find_latest_checkpoint
+
+    calls = []
+    real = layers.fit_scale_factors
+    monkeypatch.setattr(layers, "fit_scale_factors", lambda *a, **k: calls.append(1) or real(*a, **k))
+    write_trajectories(tmp_path / "trajs", frames=6)
+    overrides = TINY + [f"data.path={tmp_path / 'trajs'}", "data.block=1", "data.val_every=3", "data.gap=0",
+                        "model.fit_scales={batches: 2, batch_size: 3, seed: 1}", "trainer.ema=0.5",
+                        "trainer.checkpoint_every=1", "trainer.val_every=1"]
+    cfg = load_config(CONFIGS / "gemnet_oc_base.yaml", overrides + ["trainer.max_steps=1"])
+    exp = build(cfg, run_dir=tmp_path / "run")     # the config path of `sciml train`: fitted here, before training
+    assert len(calls) == 1
+    model = exp.model
+    factors = {n: m for n, m in model.named_modules() if isinstance(m, ScaleFactor)}
+    fitted = [n for n, m in factors.items() if bool(m.fitted)]
+    assert len(fitted) >= 8 and all(float(factors[n].scale) != 1.0 for n in fitted)
+
+    # unit variance ratio on the fitted batches, per factor: sum_b n_b var(out_b) / sum_b n_b var(ref_b) = 1
+    stats = {n: [0.0, 0.0] for n in fitted}
+
+    def hook(module, args, kwargs, output):
+        ref = kwargs.get("ref")
+        if module.name in stats and output.size(0) > 1 and ref.size(0) > 1:
+            stats[module.name][0] += float(output.double().var(0).mean()) * output.size(0)
+            stats[module.name][1] += float(ref.double().var(0).mean()) * output.size(0)
+
+    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in factors.values()]
+    model.eval()
+    with torch.no_grad():
+        for batch in scale_fit_batches(exp.train_data, 2, 3, seed=1):
+            model(batch, compute_forces=False)
+    model.train()
+    for h in handles:
+        h.remove()
+    for name, (out, ref) in stats.items():
+        assert out / ref == pytest.approx(1.0, rel=1e-6), name
+    values = {n: float(m.scale) for n, m in factors.items()}
+
+    exp.fit()
+    _, payload = find_latest_checkpoint(tmp_path / "run" / "checkpoints")
+    state = payload["model"]
+    assert all(float(state[n + ".scale"]) == v for n, v in values.items())        # stored with the model
+    # the EMA copy was taken after the fit (buffers are averaged too: an unfitted copy would drift)
+    assert all(float(payload["ema"]["shadow"][n + ".scale"]) == v for n, v in values.items())
+
+    # resume: the checkpoint holds the factors, no second fit
+    cfg2 = load_config(CONFIGS / "gemnet_oc_base.yaml", overrides + ["trainer.max_steps=2"])
+    summary = run(cfg2, run_dir=tmp_path / "run")
+    assert summary["steps"] == 2 and summary["resumed_from"] and len(calls) == 1
+    _, payload2 = find_latest_checkpoint(tmp_path / "run" / "checkpoints")
+    assert all(float(payload2["model"][n + ".scale"]) == v for n, v in values.items())
+    with pytest.raises(ConfigError, match="fit_scales"):
+        GemNetOC(**{**cfg.model.kwargs(), "fit_scales": {"batch": 2}})
+
+
+def test_atoms_data_validation_block_offset(tmp_path):
+    """``val_offset``: by default the first block of every trajectory is validation; an integer moves it, and
+    ``"random"`` draws one offset per trajectory from ``seed`` (numpy's generator, replayed here)."""
+    from sciml.gnn.gemnet_oc.data import atoms_data
+
+    trajs = write_trajectories(tmp_path / "t", frames=12)
+    energy = {round(a.get_potential_energy(), 9): (k, i) for k, t in enumerate(trajs) for i, a in enumerate(t)}
+
+    def frames(split):   # (trajectory, frame) of every structure, from its total energy
+        return sorted(energy[round(float(d.energy_total), 9)] for d in split)
+
+    kw = dict(block=2, val_every=3, gap=0)
+    default = atoms_data(str(tmp_path / "t"), **kw)
+    assert frames(default["val"]) == [(k, i) for k in (0, 1) for i in (0, 1, 6, 7)]
+    moved = atoms_data(str(tmp_path / "t"), val_offset=2, **kw)
+    assert frames(moved["val"]) == [(k, i) for k in (0, 1) for i in (4, 5, 10, 11)]
+    assert frames(moved["train"]) == [(k, i) for k in (0, 1) for i in (0, 1, 2, 3, 6, 7, 8, 9)]
+    rng = np.random.default_rng(7)
+    offsets = [int(rng.integers(3)) for _ in range(2)]
+    drawn = atoms_data(str(tmp_path / "t"), val_offset="random", seed=7, **kw)
+    assert frames(drawn["val"]) == [(k, i) for k in (0, 1) for i in range(12) if (i // 2) % 3 == offsets[k]]
+    with pytest.raises(ConfigError, match="val_offset"):
+        atoms_data(str(tmp_path / "t"), val_offset=-1, **kw)
