@@ -14,8 +14,17 @@ Results: ``benchmarks/results/pinn_sampling.json`` (resumable: a run already the
 ``runs/pinn_sampling/`` for ``--figures`` (docs/pinn_<problem>.png: reference solution, seed-0 error of the best
 sampler, and where each sampler put its points).
 
+Budgets and schedules: ``--schedule adam`` (the original CPU sweep, ``BUDGETS``: Adam with the sampler updating
+every step, one L-BFGS phase at the end) or ``--schedule rounds`` (Wu et al.'s shape, ``ROUNDS``: Adam + L-BFGS,
+then rounds of (refine, Adam, L-BFGS on the fixed set)); ``--budget-scale S`` multiplies the Adam steps, the L-BFGS
+iterations and the number of refinement rounds; ``--dtype float64`` is the papers' precision; ``--aas-lbfgs``
+chooses what AAS's L-BFGS phases train on (``none``: no L-BFGS, as the AAS/DAS papers; ``uniform``: a fixed
+uniform set; ``sampler``: its last concentrated batch, the original sweep). Anything but the original sweep goes to
+``pinn_sampling_<schedule>_x<S>_<dtype>.json`` with the budget in every run's key.
+
 usage: python benchmarks/pinn_sampling.py [--quick] [--problems peak exp burgers allen_cahn]
        [--samplers uniform random_r rar_g rar_d rad das_g das_r aas] [--seeds 0 1 2] [--threads 1]
+       [--schedule adam|rounds] [--budget-scale 1] [--dtype float32|float64] [--aas-lbfgs none|uniform|sampler]
        [--out benchmarks/results/pinn_sampling.json] [--fresh] [--figures]
 """
 from __future__ import annotations
@@ -28,7 +37,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -65,6 +74,59 @@ QUICK: dict[str, dict[str, Any]] = {
     "allen_cahn": {"problem": {}, "n_points": 200, "width": 16, "depth": 2, "adam": 40, "period": 10,
                    "candidates": 1000, "lbfgs": 2, "lbfgs_iter": 5, "flow_steps": 5},
 }
+# Wu et al.'s *rounds* schedule (``--schedule rounds``): Adam ``adam`` + L-BFGS ``lbfgs`` x ``lbfgs_iter``, then
+# ``rounds`` rounds of (refine the set, Adam ``round_adam``, L-BFGS ``round_lbfgs`` iterations on the fixed set);
+# RAR grows from N/2 to N over the rounds. Wu et al.: adam 15000, L-BFGS <= 1000 (RAD/RAR scripts), 100 rounds of
+# (1000 + 1000), N = 2000, 100 000 candidates. Here the same shape, ~2 % of the iterations at --budget-scale 1.
+ROUNDS: dict[str, dict[str, Any]] = {
+    "peak": {"problem": {"num_boundary": 400}, "n_points": 1000, "width": 32, "depth": 6, "adam": 2000,
+             "period": 250, "candidates": 100_000, "lbfgs": 10, "lbfgs_iter": 50, "rounds": 4, "round_adam": 250,
+             "round_lbfgs": 250},
+    "exp": {"problem": {"dim": 10, "num_boundary": 500}, "n_points": 1000, "width": 32, "depth": 6, "adam": 1000,
+            "period": 250, "candidates": 100_000, "lbfgs": 5, "lbfgs_iter": 50, "rounds": 3, "round_adam": 250,
+            "round_lbfgs": 250},
+    "burgers": {"problem": {}, "n_points": 2000, "width": 64, "depth": 3, "adam": 1000, "period": 200,
+                "candidates": 100_000, "lbfgs": 10, "lbfgs_iter": 50, "rounds": 5, "round_adam": 200,
+                "round_lbfgs": 200},
+    "allen_cahn": {"problem": {}, "n_points": 2000, "width": 64, "depth": 3, "adam": 1000, "period": 200,
+                   "candidates": 100_000, "lbfgs": 10, "lbfgs_iter": 50, "rounds": 5, "round_adam": 200,
+                   "round_lbfgs": 200},
+}
+QUICK_ROUNDS: dict[str, dict[str, Any]] = {
+    k: {**v, "rounds": 2, "round_adam": 10, "round_lbfgs": 5} for k, v in QUICK.items()}
+
+
+def scaled(budget: dict[str, Any], scale: float) -> dict[str, Any]:
+    """``budget`` with Adam steps, L-BFGS outer steps and the number of rounds multiplied by ``scale`` (the
+    refinement period and the per-round Adam/L-BFGS counts stay; the schedule's shape is kept, at least 1 each)."""
+    out = dict(budget)
+    if scale == 1:
+        return out
+    for k in ("adam", "lbfgs", "rounds"):
+        if k in out and out[k]:
+            out[k] = max(1, int(round(out[k] * scale)))
+    return out
+
+
+def run_tag(schedule: str, scale: float, dtype: str, sampler: str, aas_lbfgs: str) -> str:
+    """The part of a run's key that names its budget (empty for the original sweep: Adam schedule, scale 1,
+    float32, AAS with L-BFGS on its last batch), so runs at other budgets never collide with (or skip) others."""
+    parts = []
+    if schedule != "adam":
+        parts.append(schedule)
+    if scale != 1:
+        parts.append(f"x{scale:g}")
+    if dtype != "float32":
+        parts.append(dtype)
+    if sampler == "aas" and aas_lbfgs != "sampler":
+        parts.append(f"lbfgs-{aas_lbfgs}")
+    return "/".join(parts)
+
+
+def run_key(problem: str, sampler: str, seed: int, tag: str) -> str:
+    return f"{problem}/{sampler}/" + (f"{tag}/" if tag else "") + f"seed{seed}"
+
+
 PAPER_BUDGETS = {
     "wu2023_burgers_allen_cahn": "N=2000, 2-[64]x3-1 tanh, hard IC/BC; Adam 15000 (lr 1e-3) + L-BFGS (<=15000), "
                                  "then 100 rounds of (resample/add from 100000 candidates, Adam 1000 + L-BFGS 1000); "
@@ -78,8 +140,9 @@ PUBLISHED = {"burgers": {"rad": 0.0002, "rar_d": 0.0003, "rar_g": 0.0012, "rando
 
 
 def sampler_kwargs(name: str, budget: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Constructor arguments of sampler ``name`` under ``budget``."""
-    rounds = max(1, (budget["adam"] - 1) // budget["period"])
+    """Constructor arguments of sampler ``name`` under ``budget`` (with ``"rounds"`` in ``budget``: the rounds
+    schedule, where round-based samplers refine once per round)."""
+    rounds = budget["rounds"] if budget.get("rounds") else max(1, (budget["adam"] - 1) // budget["period"])
     if name == "uniform":
         kw: dict[str, Any] = {}
     elif name == "random_r":
@@ -101,40 +164,62 @@ def sampler_kwargs(name: str, budget: dict[str, Any], overrides: dict[str, dict[
     return kw
 
 
+def grid_mse(problem: Any, model: torch.nn.Module) -> float | None:
+    """Mean squared error on the problem's reference grid (the DAS/AAS papers' metric for the 2-D peak, on their
+    validation points); ``None`` for a weighted reference (the 10-D problem)."""
+    if problem.reference_weights() is not None:
+        return None
+    pts, ref = problem.reference()
+    with torch.no_grad():
+        pred = problem.solution(model, pts.to(problem.domain.dtype)).double()
+    return float((pred - ref.double()).pow(2).mean())
+
+
 def run_one(problem_name: str, sampler_name: str, seed: int, budget: dict[str, Any],
-            overrides: dict[str, dict[str, Any]], artifacts: Path | None) -> dict[str, Any]:
-    problem = make_problem(problem_name, **budget["problem"])
+            overrides: dict[str, dict[str, Any]], artifacts: Path | None, *, dtype: str = "float32",
+            aas_lbfgs: str = "sampler", tag: str = "") -> dict[str, Any]:
+    problem = make_problem(problem_name, **budget["problem"], dtype=getattr(torch, dtype))
     kw = sampler_kwargs(sampler_name, budget, overrides)
     sampler = make_sampler(sampler_name, **kw)
+    lbfgs_points = aas_lbfgs if sampler_name == "aas" else "sampler"
     t0, c0 = time.perf_counter(), time.process_time()
     out = train_pinn(problem, sampler, n_points=budget["n_points"], adam_steps=budget["adam"], lr=1e-3,
                      lbfgs_steps=budget["lbfgs"], lbfgs_iterations=budget["lbfgs_iter"], width=budget["width"],
-                     depth=budget["depth"], seed=seed, eval_every=budget["period"])
+                     depth=budget["depth"], seed=seed, eval_every=0 if budget.get("rounds") else budget["period"],
+                     rounds=budget.get("rounds", 0), round_adam=budget.get("round_adam", 0),
+                     round_lbfgs=budget.get("round_lbfgs", 0), lbfgs_points=lbfgs_points)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     x, _ = out["sampler"].batch()
     if artifacts is not None and seed == 0:
         artifacts.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": out["model"].state_dict(), "points": x.detach().cpu(),
+        torch.save({"model": out["model"].state_dict(), "points": x.detach().cpu().float(),
                     "width": budget["width"], "depth": budget["depth"], "problem": problem_name,
-                    "problem_kwargs": budget["problem"], "sampler": sampler_name},
-                   artifacts / f"{problem_name}_{sampler_name}_seed0.pt")
+                    "problem_kwargs": budget["problem"], "sampler": sampler_name, "dtype": dtype},
+                   artifacts / f"{problem_name}_{sampler_name}{'_' + tag.replace('/', '_') if tag else ''}_seed0.pt")
     return {"problem": problem_name, "sampler": sampler_name, "seed": seed, "sampler_kwargs": kw,
-            "rel_l2": out["rel_l2"], "rel_l2_adam": out["rel_l2_adam"], "wall_s": round(wall, 2),
+            "budget": budget, "dtype": dtype, "lbfgs_points": lbfgs_points,
+            "rel_l2": out["rel_l2"], "rel_l2_adam": out["rel_l2_adam"], "rel_l2_rounds": out["rel_l2_rounds"],
+            "mse": grid_mse(problem, out["model"]), "adam_total": out["adam_total"],
+            "lbfgs_total": out["lbfgs_total"], "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2),
             "adam_s": round(out["adam_s"], 2), "lbfgs_s": round(out["lbfgs_s"], 2),
             "sampler_s": round(out["sampler_s"], 2), "sampler_changes": out["sampler_changes"],
             "num_points": out["num_points"], "history": [[s, e] for s, e in out["history"]]}
 
 
-def summarize(results: ResultFile, problems: list[str], samplers: list[str], seeds: list[int]) -> dict[str, Any]:
+def summarize(results: ResultFile, problems: list[str], samplers: list[str], seeds: list[int],
+              tag_of: Callable[[str], str] = lambda s: "") -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for p in problems:
         for s in samplers:
-            runs = [results.data["runs"][k] for k in (f"{p}/{s}/seed{i}" for i in seeds) if results.done(k)]
+            runs = [results.data["runs"][k] for k in (run_key(p, s, i, tag_of(s)) for i in seeds)
+                    if results.done(k)]
             if not runs:
                 continue
             summary.setdefault(p, {})[s] = {
                 "rel_l2": mean_std([r["rel_l2"] for r in runs]),
+                **({"mse": mean_std([r["mse"] for r in runs])} if all(r.get("mse") is not None for r in runs)
+                   else {}),
                 "rel_l2_adam": mean_std([r["rel_l2_adam"] for r in runs]),
                 "wall_s": mean_std([r["wall_s"] for r in runs]),
                 "cpu_s": mean_std([r.get("cpu_s", r["wall_s"]) for r in runs]),
@@ -164,7 +249,7 @@ def table(summary: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------------- figures
 def make_figures(artifacts: Path, problems: list[str], samplers: list[str], out_dir: Path,
-                 summary: dict[str, Any]) -> list[Path]:
+                 summary: dict[str, Any], tag_of: Callable[[str], str] = lambda s: "") -> list[Path]:
     """One figure per problem: the reference solution, |error| of the best sampler's seed-0 model, and the final
     collocation points of every sampler (10-D: the first two coordinates)."""
     import matplotlib
@@ -177,17 +262,18 @@ def make_figures(artifacts: Path, problems: list[str], samplers: list[str], out_
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for p in problems:
-        runs = {s: artifacts / f"{p}_{s}_seed0.pt" for s in samplers}
+        runs = {s: artifacts / f"{p}_{s}{'_' + tag_of(s).replace('/', '_') if tag_of(s) else ''}_seed0.pt"
+                for s in samplers}
         runs = {s: f for s, f in runs.items() if f.exists()}
         if not runs:
             log(f"figures: no seed-0 artifacts for {p} in {artifacts}, skipped")
             continue
         first = torch.load(next(iter(runs.values())), weights_only=True)
-        problem = make_problem(p, **first["problem_kwargs"])
+        problem = make_problem(p, **first["problem_kwargs"], dtype=getattr(torch, first.get("dtype", "float32")))
         errs = summary.get(p, {})
         best = min(runs, key=lambda s: errs.get(s, {}).get("rel_l2", {}).get("mean", math.inf))
         state = torch.load(runs[best], weights_only=True)
-        model = MLP(problem.dim, state["width"], state["depth"])
+        model = MLP(problem.dim, state["width"], state["depth"]).to(problem.domain.dtype)
         model.load_state_dict(state["model"])
         model.eval()
         if p in ("burgers", "allen_cahn"):
@@ -199,16 +285,18 @@ def make_figures(artifacts: Path, problems: list[str], samplers: list[str], out_
             xs, ts = pts[:, 0].reshape(shape), pts[:, 1].reshape(shape)
             axes_xy, lab = (ts, xs), ("t", "x")
             ref_grid, err_grid = ref.reshape(shape), (pred - ref).abs().reshape(shape)
+            xs, ts, ref_grid, err_grid = (v.double() for v in (xs, ts, ref_grid, err_grid))
+            axes_xy = (ts, xs)
         else:  # a 2-D slice through the peak (10-D: x_3..x_10 = 0)
             g = torch.linspace(-1, 1, 201)
             xx, yy = torch.meshgrid(g, g, indexing="ij")
-            pts = torch.zeros(xx.numel(), problem.dim)
+            pts = torch.zeros(xx.numel(), problem.dim, dtype=problem.domain.dtype)
             pts[:, 0], pts[:, 1] = xx.reshape(-1), yy.reshape(-1)
             with torch.no_grad():
                 pred = problem.solution(model, pts)
             ref = problem.exact(pts)
             axes_xy, lab = (xx, yy), ("x1", "x2")
-            ref_grid, err_grid = ref.reshape(xx.shape), (pred - ref).abs().reshape(xx.shape)
+            ref_grid, err_grid = ref.reshape(xx.shape).double(), (pred - ref).abs().reshape(xx.shape).double()
         panels = 2 + len(runs)
         ncols = min(5, panels)
         nrows = -(-panels // ncols)
@@ -259,14 +347,41 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fresh", action="store_true")
     p.add_argument("--figures", action="store_true", help="write docs/pinn_<problem>.png from the seed-0 runs")
     p.add_argument("--figures-only", action="store_true", help="only the figures (no training)")
+    p.add_argument("--schedule", choices=["adam", "rounds"], default="adam",
+                   help="adam: Adam (sampler updating every step) then one L-BFGS phase; rounds: Wu et al.'s "
+                        "initial Adam + L-BFGS, then rounds of (refine, Adam, L-BFGS on the fixed set)")
+    p.add_argument("--budget-scale", type=float, default=1.0,
+                   help="multiplies Adam steps, L-BFGS iterations and the number of refinement rounds")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="float64 is Wu et al.'s precision (DeepXDE set_default_float('float64'))")
+    p.add_argument("--aas-lbfgs", choices=["none", "uniform", "sampler"], default="none",
+                   help="L-BFGS after AAS: none (Adam only, as the AAS/DAS papers), uniform (a fixed uniform set), "
+                        "sampler (AAS's last concentrated batch: the original sweep's choice)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.figures = args.figures or args.figures_only
-    budgets = QUICK if args.quick else BUDGETS
+    if not args.budget_scale > 0:
+        raise SystemExit(f"--budget-scale must be > 0, got {args.budget_scale}")
+    if args.schedule == "rounds":
+        base = QUICK_ROUNDS if args.quick else ROUNDS
+    else:
+        base = QUICK if args.quick else BUDGETS
+    budgets = {k: scaled(v, args.budget_scale) for k, v in base.items()}
     if args.quick:
         args.seeds = args.seeds[:1]
     overrides = json.loads(args.sampler_kwargs)
-    out = args.out or str(RESULTS / ("pinn_sampling" + ("_quick" if args.quick else "") + ".json"))
+    original = args.schedule == "adam" and args.budget_scale == 1 and args.dtype == "float32"
+    # the original sweep (AAS with L-BFGS on its last batch) keeps its key and file; everything else is tagged
+    aas_tag = "sampler" if original and "--aas-lbfgs" not in (argv if argv is not None else sys.argv) \
+        else args.aas_lbfgs
+    aas_lbfgs = aas_tag
+
+    def tag_of(s: str) -> str:
+        return run_tag(args.schedule, args.budget_scale, args.dtype, s, aas_tag)
+
+    name = "pinn_sampling" + ("" if original else "_" + run_tag(args.schedule, args.budget_scale, args.dtype,
+                                                                  "", "").replace("/", "_"))
+    out = args.out or str(RESULTS / (name + ("_quick" if args.quick else "") + ".json"))
     # quick runs keep their seed-0 models beside --out (only for --figures); real runs under runs/pinn_sampling
     artifacts: Path | None = Path(args.artifacts) if not args.quick else \
         (Path(out).parent / "pinn_quick_runs" if args.figures else None)
@@ -282,6 +397,14 @@ def main(argv: list[str] | None = None) -> None:
                         "50) on the final set", "model": "tanh MLP, Glorot normal, zero bias",
            "paper_budgets": PAPER_BUDGETS, "published": PUBLISHED, "threads": args.threads,
            "quick": args.quick, "sampler_kwargs_overrides": overrides}
+    if not original:  # the original sweep's config is unchanged, so its file still resumes
+        cfg.update({"budgets": budgets, "schedule": args.schedule, "budget_scale": args.budget_scale,
+                    "dtype": args.dtype, "aas_lbfgs": aas_lbfgs,
+                    "optimizer": "Adam lr 1e-3, then L-BFGS (lr 1, strong Wolfe, history 50); schedule " +
+                                 ("'rounds': initial Adam + L-BFGS, then rounds of (refine the set [round-based "
+                                  "samplers], Adam with a fresh state, L-BFGS on the fixed set)"
+                                  if args.schedule == "rounds" else
+                                  "'adam': sampler updating after every Adam step, one L-BFGS phase at the end")})
     results = ResultFile(out, cfg, fresh=args.fresh or args.quick)
     if not args.figures_only:
         log(f"{len(args.problems)} problems x {len(samplers)} samplers x seeds {args.seeds}, {args.threads} thread(s)"
@@ -290,11 +413,12 @@ def main(argv: list[str] | None = None) -> None:
         for prob in args.problems:
             for s in samplers:
                 for seed in args.seeds:
-                    key = f"{prob}/{s}/seed{seed}"
+                    key = run_key(prob, s, seed, tag_of(s))
                     if results.done(key):
                         continue
                     try:
-                        rec = run_one(prob, s, seed, budgets[prob], overrides, artifacts)
+                        rec = run_one(prob, s, seed, budgets[prob], overrides, artifacts, dtype=args.dtype,
+                                      aas_lbfgs=aas_lbfgs, tag=tag_of(s))
                     except FileNotFoundError as err:
                         log(f"{key}: skipped ({err})")
                         break
@@ -305,13 +429,13 @@ def main(argv: list[str] | None = None) -> None:
                     log(f"{key}: rel L2 {rec['rel_l2']:.3e} (after Adam {rec['rel_l2_adam']:.3e}), "
                         f"{rec['num_points']} points, {rec['wall_s']:.1f}s (sampler {rec['sampler_s']:.1f}s)")
         log(f"total {time.perf_counter() - t_all:.0f}s")
-    summary = summarize(results, args.problems, ALL_SAMPLERS, args.seeds)
+    summary = summarize(results, list(budgets), ALL_SAMPLERS, args.seeds, tag_of)
     results.set_summary(summary)
     if summary:
         print(table(summary))
     if args.figures:
         make_figures(artifacts, args.problems, ALL_SAMPLERS,
-                     Path(out).parent / "pinn_quick_figures" if args.quick else ROOT / "docs", summary)
+                     Path(out).parent / "pinn_quick_figures" if args.quick else ROOT / "docs", summary, tag_of)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,11 @@ class _FlowSamplerBase:
     """Shared plumbing: the problem, the generator, the flow and its optimiser, state round trip."""
 
     name = "flow"
+    round_based = False
+
+    def refresh(self, model) -> bool:
+        """Per-step samplers (AAS) change their set in :meth:`update`; nothing to do at a round boundary."""
+        return False
 
     def __init__(self, *, flow_lr: float, flow_kwargs: dict | None, residual_chunk: int) -> None:
         if not (isinstance(flow_lr, (int, float)) and flow_lr > 0):
@@ -199,11 +204,18 @@ class DASSampler(_FlowSamplerBase):
             return self.points, None
         return self.points, _uniform_ratio_weights(self.log_q, self.log_volume)
 
+    round_based = True
+
     def update(self, step: int, model) -> bool:
         self._require_setup()
         self.count += 1
         if self.count % self.stage_steps != 0:
             return False
+        return self.refresh(model)
+
+    def refresh(self, model) -> bool:
+        """One stage change now (a round boundary of the ``rounds`` schedule), unless ``max_stages`` are done."""
+        self._require_setup()
         if self.max_stages is not None and self.stages >= self.max_stages:
             return False
         self.resample(model)

@@ -169,6 +169,10 @@ class CollocationSampler:
     """
 
     name = "fixed"
+    #: ``True`` for samplers that change their set in rounds (RAD, RAR, DAS): under the ``rounds`` schedule of
+    #: :func:`~sciml.operators.pinn.train_pinn` they are refined by :meth:`refresh` at round boundaries only.
+    #: ``False`` for per-step samplers (uniform, Random-R, AAS), which keep updating after every Adam step.
+    round_based = False
 
     def __init__(self, *, method: str = "uniform") -> None:
         if method not in ("uniform", "lhs", "sobol"):
@@ -202,6 +206,11 @@ class CollocationSampler:
 
     def update(self, step: int, model: nn.Module) -> bool:
         """Called after optimizer step ``step``; a fixed set never changes."""
+        return False
+
+    def refresh(self, model: nn.Module) -> bool:
+        """Refine now, whatever the step (a round boundary of the ``rounds`` schedule); ``True`` if the set
+        changed. A fixed set never changes."""
         return False
 
     def state_dict(self) -> dict[str, Any]:
@@ -275,9 +284,16 @@ class ResidualSampler(CollocationSampler):
         pool = problem.domain.uniform(self.n_candidates, self.generator)
         return pool, evaluate_residual(problem, model, pool, chunk=self.chunk).to(pool.device)
 
+    round_based = True
+
     def update(self, step: int, model: nn.Module) -> bool:
         if step % self.period != 0:
             return False
+        return self.refresh(model)
+
+    def refresh(self, model: nn.Module) -> bool:
+        """One refinement now (fresh candidates, :meth:`refine`), unless ``max_refinements`` are done."""
+        self._require_setup()
         if self.max_refinements is not None and self.refreshes >= self.max_refinements:
             return False
         pool, r = self.candidates(model)
@@ -343,10 +359,10 @@ class _Refinement(ResidualSampler):
         rounds = self.max_refinements or 100
         self.n_add = self.n_add_arg if self.n_add_arg is not None else max(1, -(-grow // rounds))
 
-    def update(self, step: int, model: nn.Module) -> bool:
+    def refresh(self, model: nn.Module) -> bool:
         if len(self.points) >= self.n_points:  # type: ignore[arg-type]
             return False  # grown to n_points
-        return super().update(step, model)
+        return super().refresh(model)
 
     def refine(self, pool: Tensor, residual: Tensor) -> Tensor:
         n = min(self.n_add, self.n_points - len(self.points))  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ from sciml.train import Task, Trainer, unwrap
 from .problems import PDEProblem
 from .sampling import CollocationSampler, make_sampler
 
-__all__ = ["MLP", "PINNTask", "ClosureLBFGS", "train_pinn"]
+__all__ = ["MLP", "PINNTask", "ClosureLBFGS", "train_pinn", "LBFGS_POINTS"]
 
 
 class MLP(nn.Module):
@@ -100,8 +100,13 @@ class PINNTask(Task):
         if sampler.problem is None:
             sampler.setup(problem, n_points, torch.Generator().manual_seed(int(seed)))
         self.update_sampler = update_sampler
-        self.steps_done = 0          # optimizer steps whose sampler update is done
-        self.pending_step = 0        # last optimizer step (its update runs at the start of the next step)
+        #: a fixed point set that replaces the sampler's (no sampler update) while set, e.g. the uniform set of
+        #: an L-BFGS phase after a per-step sampler (``train_pinn(lbfgs_points="uniform")``)
+        self.fixed_points: Tensor | None = None
+        self.steps_done = 0          # sampler steps whose sampler update is done
+        self.pending_step = 0        # optimizer steps so far (all phases)
+        self.sampler_step = 0        # optimizer steps taken with the sampler updating (its update runs at the start
+        #                              of the next such step)
         self.sampler_changes = 0
         self.sampler_seconds = 0.0
         self.history: list[tuple[int, float]] = []  # (training steps so far, rel_l2) of every validation
@@ -115,14 +120,16 @@ class PINNTask(Task):
         return res + bnd, res, bnd
 
     def _points(self, model: nn.Module) -> tuple[Tensor, Tensor | None]:
-        if self.update_sampler and self.pending_step > self.steps_done:
+        device = next(unwrap(model).parameters()).device
+        if self.fixed_points is not None:
+            return self.fixed_points.to(device), None
+        if self.update_sampler and self.sampler_step > self.steps_done:
             t0 = time.perf_counter()
-            if self.sampler.update(self.pending_step, unwrap(model)):
+            if self.sampler.update(self.sampler_step, unwrap(model)):
                 self.sampler_changes += 1
             self.sampler_seconds += time.perf_counter() - t0
-            self.steps_done = self.pending_step
+            self.steps_done = self.sampler_step
         x, w = self.sampler.batch()
-        device = next(unwrap(model).parameters()).device
         return x.to(device), (None if w is None else w.to(device))
 
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
@@ -130,6 +137,8 @@ class PINNTask(Task):
         total, res, bnd = self.loss(model, x, w)
         self._closure_state = (model, x, w, total.detach())
         self.pending_step += 1
+        if self.update_sampler and self.fixed_points is None:
+            self.sampler_step += 1
         return {"loss": total, "residual_loss": res.detach(), "boundary_loss": bnd.detach(),
                 "num_points": total.new_tensor(float(len(x))).detach()}
 
@@ -160,13 +169,15 @@ class PINNTask(Task):
 
     def state_dict(self) -> dict[str, Any]:
         return {"sampler": self.sampler.state_dict(), "steps_done": self.steps_done,
-                "pending_step": self.pending_step, "sampler_changes": self.sampler_changes,
+                "pending_step": self.pending_step, "sampler_step": self.sampler_step,
+                "sampler_changes": self.sampler_changes,
                 "sampler_seconds": self.sampler_seconds, "history": [list(h) for h in self.history]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state["sampler"])
         self.steps_done = int(state.get("steps_done", 0))
         self.pending_step = int(state.get("pending_step", 0))
+        self.sampler_step = int(state.get("sampler_step", self.pending_step))
         self.sampler_changes = int(state.get("sampler_changes", 0))
         self.sampler_seconds = float(state.get("sampler_seconds", 0.0))
         self.history = [(int(s), float(e)) for s, e in state.get("history", [])]
@@ -191,51 +202,85 @@ class ClosureLBFGS(torch.optim.LBFGS):
         return super().step(closure if closure is not None else self._task.closure(self))
 
 
+LBFGS_POINTS = ("sampler", "uniform", "none")
+
+
 def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model: nn.Module | None = None,
                n_points: int = 2000, adam_steps: int = 2000, lr: float = 1e-3, lbfgs_steps: int = 0,
-               lbfgs_iterations: int = 20, lbfgs_history: int = 50, width: int = 64, depth: int = 3,
+               lbfgs_iterations: int = 20, lbfgs_history: int = 50, rounds: int = 0, round_adam: int = 1000,
+               round_lbfgs: int = 1000, lbfgs_points: str = "sampler", width: int = 64, depth: int = 3,
                seed: int = 0, eval_every: int = 0, run_dir: str | None = None, progress: str = "none",
                log_every: int = 100, sampler_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-    r"""Train a PINN: Adam for ``adam_steps`` steps (the sampler updates after each), then L-BFGS for
-    ``lbfgs_steps`` outer steps of at most ``lbfgs_iterations`` iterations each (strong-Wolfe line search) on the
-    sampler's final point set, both through :class:`~sciml.train.Trainer`.
+    r"""Train a PINN: Adam for ``adam_steps`` steps, then L-BFGS for ``lbfgs_steps`` outer steps of at most
+    ``lbfgs_iterations`` iterations each (strong-Wolfe line search), then (``rounds > 0``) Wu et al.'s rounds, all
+    through :class:`~sciml.train.Trainer`.
+
+    **Schedules.** With ``rounds=0`` (the default) the sampler updates after every Adam step (its own ``period``
+    decides when it changes) and L-BFGS runs once at the end. With ``rounds=R > 0`` the schedule is Wu et al.'s
+    (``lu-group/pinn-sampling``): the initial Adam + L-BFGS phases, then ``R`` rounds of (refine the set, Adam
+    ``round_adam`` steps with a fresh Adam state -- DeepXDE's ``compile`` makes a new optimizer -- then L-BFGS for
+    ``round_lbfgs`` iterations on the now fixed set). Round-based samplers (``sampler.round_based``: RAD, RAR-G,
+    RAR-D, DAS) change their set only at the round boundaries (:meth:`~CollocationSampler.refresh`), never inside
+    a phase; per-step samplers (uniform, Random-R, AAS) keep updating after every Adam step of every phase.
+
+    **L-BFGS points** (``lbfgs_points``): ``"sampler"`` -- the sampler's current set (what Wu et al. do: a fixed set
+    between resamplings); ``"uniform"`` -- a fixed set of ``n_points`` uniform points drawn once (seeded by
+    ``seed``), for per-step samplers whose last batch is one concentrated draw (AAS); ``"none"`` -- no L-BFGS at
+    all (the AAS and DAS papers train with Adam only).
 
     Args:
         problem (PDEProblem): the PDE.
         sampler (CollocationSampler or str): a sampler or a :func:`make_sampler` name (with ``sampler_kwargs``).
         model (nn.Module, optional): the network. (default: ``MLP(problem.dim, width, depth)``, seeded by ``seed``)
         n_points (int): collocation points. (default: ``2000``)
-        adam_steps (int): Adam steps (``0``: none). (default: ``2000``)
+        adam_steps (int): Adam steps of the initial phase (``0``: none). (default: ``2000``)
         lr (float): Adam learning rate. (default: ``1e-3``)
-        lbfgs_steps (int): L-BFGS outer steps (``0``: none). (default: ``0``)
+        lbfgs_steps (int): L-BFGS outer steps of the initial phase (``0``: none). (default: ``0``)
         lbfgs_iterations (int): L-BFGS iterations per outer step. (default: ``20``)
         lbfgs_history (int): L-BFGS history size. (default: ``50``)
+        rounds (int): rounds after the initial phase (``0``: none). (default: ``0``)
+        round_adam (int): Adam steps per round. (default: ``1000``, Wu et al.)
+        round_lbfgs (int): L-BFGS iterations per round, run as outer steps of ``lbfgs_iterations``.
+            (default: ``1000``, Wu et al.)
+        lbfgs_points (str): ``"sampler"``, ``"uniform"`` or ``"none"`` (above). (default: ``"sampler"``)
         width, depth (int): the default MLP. (default: ``64``, ``3``)
         seed (int): seeds the model, the sampler and the Trainer. (default: ``0``)
-        eval_every (int): validate (relative :math:`L^2`) every this many steps, ``0``: only at the end.
-            (default: ``0``)
-        run_dir (str, optional): Trainer run directory (``<run_dir>/adam``, ``<run_dir>/lbfgs``; resumable).
-            (default: ``None``)
+        eval_every (int): validate (relative :math:`L^2`) every this many steps, ``0``: only at the end of each
+            phase. (default: ``0``)
+        run_dir (str, optional): Trainer run directory (``<run_dir>/adam``, ``<run_dir>/lbfgs``; resumable; not
+            with ``rounds``). (default: ``None``)
         progress (str): Trainer progress (``"none"``, ``"log"``, ``"bar"``, ``"auto"``). (default: ``"none"``)
         log_every (int): steps between progress/metrics records. (default: ``100``)
         sampler_kwargs (dict, optional): arguments of :func:`make_sampler` when ``sampler`` is a name.
 
     Returns:
-        dict: ``rel_l2`` (final), ``rel_l2_adam`` (after the Adam phase), ``wall_s``, ``adam_s``, ``lbfgs_s``,
-        ``sampler_s`` (time inside ``sampler.update``), ``sampler_changes``, ``num_points`` (final set),
-        ``history`` (``[(step, rel_l2)]`` of the validations), ``model``, ``sampler``, ``task``.
+        dict: ``rel_l2`` (final), ``rel_l2_adam`` (after the initial Adam phase), ``rel_l2_rounds`` (after each
+        round), ``wall_s``, ``adam_s``, ``lbfgs_s`` (all phases), ``sampler_s`` (time inside ``sampler.update`` and
+        ``refresh``), ``sampler_changes``, ``num_points`` (final set), ``adam_total``, ``lbfgs_total`` (steps and
+        iterations run), ``history`` (``[(step, rel_l2)]`` of the validations), ``model``, ``sampler``, ``task``.
     """
-    for name, value in (("adam_steps", adam_steps), ("lbfgs_steps", lbfgs_steps), ("eval_every", eval_every)):
+    for name, value in (("adam_steps", adam_steps), ("lbfgs_steps", lbfgs_steps), ("eval_every", eval_every),
+                        ("rounds", rounds), ("round_adam", round_adam), ("round_lbfgs", round_lbfgs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"train_pinn: {name} must be an integer >= 0, got {value!r}")
-    if adam_steps + lbfgs_steps == 0:
-        raise ConfigError("train_pinn: adam_steps and lbfgs_steps are both 0")
+    if isinstance(lbfgs_iterations, bool) or not isinstance(lbfgs_iterations, int) or lbfgs_iterations < 1:
+        raise ConfigError(f"train_pinn: lbfgs_iterations must be a positive integer, got {lbfgs_iterations!r}")
+    if adam_steps + lbfgs_steps + rounds * (round_adam + round_lbfgs) == 0:
+        raise ConfigError("train_pinn: nothing to train (adam_steps, lbfgs_steps and rounds are all 0)")
+    if lbfgs_points not in LBFGS_POINTS:
+        raise ConfigError(f"train_pinn: lbfgs_points must be one of {LBFGS_POINTS}, got {lbfgs_points!r}")
+    if rounds and run_dir is not None:
+        raise ConfigError("train_pinn: run_dir (resumable phases) is not supported with rounds > 0")
     if isinstance(sampler, str):
         sampler = make_sampler(sampler, **(sampler_kwargs or {}))
     if model is None:
         torch.manual_seed(seed)
         model = MLP(problem.dim, width, depth).to(problem.domain.dtype)
     task = PINNTask(problem, sampler, n_points=n_points, seed=seed)
+    uniform_set = None
+    if lbfgs_points == "uniform":
+        uniform_set = problem.domain.uniform(n_points, torch.Generator().manual_seed(int(seed) + 7919))
+    round_based = bool(getattr(sampler, "round_based", False)) and rounds > 0
     t_start = time.perf_counter()
     common = dict(train_data=[0], val_data=[0], batch_size=1, shuffle=False, val_unit="step", seed=seed,
                   progress=progress, log_every=log_every, device=str(next(model.parameters()).device),
@@ -255,19 +300,57 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
             model.train(was_training)
         return time.perf_counter() - t0, task.history[-1][1]
 
-    adam_s = lbfgs_s = 0.0
-    err_adam = math.nan
-    if adam_steps:
-        adam_s, err_adam = run("adam", adam_steps, "adam", lr)
-    err = err_adam
-    if lbfgs_steps:
-        task.update_sampler = False
-        opt = (lambda params: ClosureLBFGS(params, task, lr=1.0, max_iter=lbfgs_iterations,
-                                           history_size=lbfgs_history, line_search_fn="strong_wolfe",
-                                           tolerance_grad=1e-9, tolerance_change=0.0))
-        lbfgs_s, err = run("lbfgs", lbfgs_steps, opt, 1.0)
+    totals = {"adam": 0, "lbfgs": 0, "adam_s": 0.0, "lbfgs_s": 0.0}
+
+    def adam_phase(phase: str, steps: int) -> float:
+        task.update_sampler = not round_based  # round-based samplers change only at round boundaries
+        sec, err_ = run(phase, steps, "adam", lr)
         task.update_sampler = True
+        totals["adam"] += steps
+        totals["adam_s"] += sec
+        return err_
+
+    def lbfgs_phase(phase: str, iterations: int, outer: int | None = None) -> float | None:
+        if lbfgs_points == "none" or iterations <= 0:
+            return None
+        per = min(lbfgs_iterations, iterations)
+        outer = outer if outer is not None else -(-iterations // per)
+        task.update_sampler = False
+        task.fixed_points = uniform_set
+        opt = (lambda params: ClosureLBFGS(params, task, lr=1.0, max_iter=per, history_size=lbfgs_history,
+                                           line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=0.0))
+        sec, err_ = run(phase, outer, opt, 1.0)
+        task.fixed_points = None
+        task.update_sampler = True
+        totals["lbfgs"] += outer * per
+        totals["lbfgs_s"] += sec
+        return err_
+
+    err_adam = math.nan
+    err = math.nan
+    if adam_steps:
+        err_adam = err = adam_phase("adam", adam_steps)
+    if lbfgs_steps:
+        e = lbfgs_phase("lbfgs", lbfgs_steps * lbfgs_iterations, outer=lbfgs_steps)
+        err = err if e is None else e
+    errs_rounds: list[float] = []
+    for j in range(rounds):
+        if round_based:
+            t0 = time.perf_counter()
+            if sampler.refresh(unwrap(model)):
+                task.sampler_changes += 1
+            task.sampler_seconds += time.perf_counter() - t0
+        if round_adam:
+            err = adam_phase(f"round{j + 1}_adam", round_adam)
+        e = lbfgs_phase(f"round{j + 1}_lbfgs", round_lbfgs)
+        err = err if e is None else e
+        errs_rounds.append(err)
+    if math.isnan(err):  # nothing validated (e.g. only L-BFGS phases skipped): validate now
+        model.eval()
+        err = float(task.validation_step(model, None)["rel_l2"])
     x, _ = sampler.batch()
-    return {"rel_l2": err, "rel_l2_adam": err_adam, "wall_s": time.perf_counter() - t_start, "adam_s": adam_s,
-            "lbfgs_s": lbfgs_s, "sampler_s": task.sampler_seconds, "sampler_changes": task.sampler_changes,
+    return {"rel_l2": err, "rel_l2_adam": err_adam, "rel_l2_rounds": errs_rounds,
+            "wall_s": time.perf_counter() - t_start, "adam_s": totals["adam_s"], "lbfgs_s": totals["lbfgs_s"],
+            "adam_total": totals["adam"], "lbfgs_total": totals["lbfgs"],
+            "sampler_s": task.sampler_seconds, "sampler_changes": task.sampler_changes,
             "num_points": int(len(x)), "history": list(task.history), "model": model, "sampler": sampler, "task": task}

@@ -32,6 +32,26 @@ def test_sampler_kwargs_follow_the_budget():
     assert "| rad | 50 ± 10 | 10 |" in ps.table(summary)
 
 
+def test_budget_scale_and_run_keys():
+    ps = _load("pinn_sampling")
+    b = ps.ROUNDS["burgers"]
+    twice = ps.scaled(b, 2)
+    assert (twice["adam"], twice["lbfgs"], twice["rounds"]) == (2 * b["adam"], 2 * b["lbfgs"], 2 * b["rounds"])
+    # the shape of a round and the refinement period stay
+    assert (twice["round_adam"], twice["round_lbfgs"], twice["period"]) == (b["round_adam"], b["round_lbfgs"],
+                                                                           b["period"])
+    assert ps.scaled(b, 1) == b and ps.scaled(b, 1e-6)["rounds"] == 1
+    # rounds schedule: RAR grows from N/2 to N over exactly the rounds, DAS changes stage once per round
+    assert ps.sampler_kwargs("rar_d", twice, {})["max_refinements"] == 2 * b["rounds"]
+    assert ps.sampler_kwargs("das_g", twice, {})["max_stages"] == 2 * b["rounds"]
+    # the original sweep keeps its keys; every other budget gets its own, so runs never skip each other
+    assert ps.run_key("peak", "rad", 0, ps.run_tag("adam", 1.0, "float32", "rad", "sampler")) == "peak/rad/seed0"
+    keys = {ps.run_key("peak", "aas", 0, ps.run_tag(*a, "aas", lb))
+            for a in [("adam", 1.0, "float32"), ("adam", 2.0, "float32"), ("rounds", 1.0, "float32"),
+                      ("rounds", 1.0, "float64")] for lb in ("sampler", "none", "uniform")}
+    assert len(keys) == 12
+
+
 def _run(script: str, tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / f"{script}.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONSAFEPATH": "1"}
@@ -49,6 +69,19 @@ def test_pinn_sampling_quick_run(tmp_path):
         rec = data["runs"][key]
         assert rec["rel_l2"] > 0 and rec["wall_s"] > 0
     assert (tmp_path / "pinn_quick_figures" / "pinn_peak.png").exists()
+
+
+@pytest.mark.slow
+def test_pinn_sampling_quick_rounds_run(tmp_path):
+    data = _run("pinn_sampling", tmp_path, "--problems", "burgers", "--samplers", "uniform", "rad", "aas",
+                "--schedule", "rounds", "--dtype", "float64", "--budget-scale", "2")
+    assert data["config"]["budget_scale"] == 2 and data["config"]["schedule"] == "rounds"
+    rad = data["runs"]["burgers/rad/rounds/x2/float64/seed0"]
+    b = data["config"]["budgets"]["burgers"]
+    assert rad["sampler_changes"] == b["rounds"] == 4 and len(rad["rel_l2_rounds"]) == 4
+    assert rad["adam_total"] == b["adam"] + b["rounds"] * b["round_adam"]
+    aas = data["runs"]["burgers/aas/rounds/x2/float64/lbfgs-none/seed0"]
+    assert aas["lbfgs_total"] == 0 and aas["rel_l2"] > 0
 
 
 @pytest.mark.slow

@@ -229,3 +229,16 @@ def test_make_sampler_reaches_these_classes():
     assert isinstance(das_g, DASSampler) and das_g.mode == "add"
     assert isinstance(das_r, DASSampler) and das_r.mode == "replace"
     assert isinstance(aas, AASSampler)
+
+
+def test_refresh_is_a_stage_change_for_das_and_nothing_for_aas():
+    problem, model = BumpProblem(), FakeModel()
+    das = DASSampler("replace", stage_steps=1000, max_stages=1, flow_steps=2, flow_kwargs=FLOW)
+    das.setup(problem, 200, torch.Generator().manual_seed(0))
+    x0 = das.batch()[0].clone()
+    assert das.round_based and das.refresh(model) and not torch.equal(das.batch()[0], x0)
+    assert not das.refresh(model) and das.stages == 1  # max_stages reached
+    aas = AASSampler(flow_kwargs=FLOW)
+    aas.setup(problem, 64, torch.Generator().manual_seed(0))
+    x1 = aas.batch()[0].clone()
+    assert not aas.round_based and not aas.refresh(model) and torch.equal(aas.batch()[0], x1)

@@ -210,3 +210,22 @@ def test_registry_and_errors():
         s.setup(PeakProblem(), 20, torch.Generator())
     with pytest.raises(ConfigError, match="setup"):
         make_sampler("uniform").batch()
+
+
+def test_refresh_refines_now_whatever_the_period():
+    p, m = PeakProblem(), Scale()
+    rad = RADSampler(period=1000, n_candidates=2000)
+    rad.setup(p, 200, torch.Generator().manual_seed(0))
+    x0 = rad.batch()[0].clone()
+    assert not rad.update(7, m) and torch.equal(rad.batch()[0], x0)  # not a refinement step
+    assert rad.refresh(m) and rad.refreshes == 1 and rad.round_based
+    # the refreshed set follows the residual: far more points near the peak than the uniform initial set
+    assert near_peak(rad.batch()[0]) > 3 * max(near_peak(x0), 0.01)
+    rar = RARDSampler(period=1000, n_candidates=500, max_refinements=2)
+    rar.setup(p, 100, torch.Generator().manual_seed(0))
+    assert [rar.refresh(m) for _ in range(3)] == [True, True, False]  # grown to N after max_refinements
+    assert len(rar.batch()[0]) == 100
+    fixed, rr = make_sampler("uniform"), make_sampler("random_r", period=3)
+    for s in (fixed, rr):
+        s.setup(p, 50, torch.Generator().manual_seed(0))
+        assert not s.round_based and not s.refresh(m)

@@ -89,9 +89,93 @@ def test_short_training_lowers_the_error_a_lot():
 
 
 def test_train_pinn_argument_errors():
-    with pytest.raises(ConfigError, match="both 0"):
+    with pytest.raises(ConfigError, match="nothing to train"):
         train_pinn(easy_problem(), "uniform", adam_steps=0, lbfgs_steps=0)
     with pytest.raises(ConfigError, match="adam_steps"):
         train_pinn(easy_problem(), "uniform", adam_steps=-1)
     with pytest.raises(ConfigError, match="width"):
         MLP(2, 0)
+
+
+class RoundSpy(CollocationSampler):
+    """A round-based sampler that records when it is asked to change, and what the model was when it was."""
+    name = "round_spy"
+    round_based = True
+
+    def __init__(self):
+        super().__init__()
+        self.calls, self.refresh_calls = [], []
+
+    def update(self, step, model):
+        self.calls.append(step)
+        return False
+
+    def refresh(self, model):
+        self.refresh_calls.append(sum(float(p.detach().abs().sum()) for p in model.parameters()))
+        return True
+
+
+def test_rounds_schedule_refreshes_round_based_samplers_only_at_round_boundaries():
+    spy = RoundSpy()
+    out = train_pinn(easy_problem(torch.float32), spy, n_points=32, adam_steps=4, lbfgs_steps=1,
+                     lbfgs_iterations=3, rounds=3, round_adam=2, round_lbfgs=5, width=8, depth=1)
+    # never updated inside a phase; one refresh before each of the 3 rounds, each on a different (trained) model
+    assert spy.calls == [] and len(spy.refresh_calls) == 3 and len(set(spy.refresh_calls)) == 3
+    assert out["sampler_changes"] == 3 and len(out["rel_l2_rounds"]) == 3
+    # Adam: 4 + 3 * 2 steps; L-BFGS: 1 x 3 iterations, then ceil(5 / 3) = 2 outer steps of 3 per round
+    assert out["adam_total"] == 10 and out["lbfgs_total"] == 3 + 3 * 6
+    assert out["rel_l2"] == out["rel_l2_rounds"][-1]
+
+
+def test_rounds_schedule_keeps_per_step_samplers_updating_in_every_adam_phase():
+    spy = Spy()  # not round-based: update(k) after every Adam step k, counted over all Adam phases only
+    out = train_pinn(easy_problem(torch.float32), spy, n_points=32, adam_steps=3, lbfgs_steps=1,
+                     lbfgs_iterations=2, rounds=2, round_adam=2, round_lbfgs=2, width=8, depth=1)
+    # Adam steps 1..7 in three phases; the update after step k runs before Adam step k + 1 (never in L-BFGS)
+    assert spy.calls == [1, 2, 3, 4, 5, 6]
+    assert out["adam_total"] == 7
+
+
+class Concentrated(CollocationSampler):
+    """A per-step sampler whose batch always sits in a small box at the peak (like AAS's last draw)."""
+    name = "concentrated"
+
+    def setup(self, problem, n_points, generator):
+        super().setup(problem, n_points, generator)
+        self.points = 0.5 + 0.05 * (2 * torch.rand(n_points, 2, generator=generator, dtype=problem.domain.dtype) - 1)
+
+
+@pytest.mark.parametrize("where", ["sampler", "uniform", "none"])
+def test_lbfgs_points_choose_the_set_of_the_lbfgs_phase(where, monkeypatch):
+    problem = easy_problem(torch.float32)
+    seen = []
+    original = type(problem).residual
+
+    def recording(self, model, x):
+        seen.append(x.detach().clone())
+        return original(self, model, x)
+
+    monkeypatch.setattr(type(problem), "residual", recording)
+    adam = 3
+    train_pinn(problem, Concentrated(), n_points=64, adam_steps=adam, lbfgs_steps=1, lbfgs_iterations=2,
+               lbfgs_points=where, width=8, depth=1)
+    training = [x for x in seen if x.shape[0] == 64]  # the validations go through problem.solution, not residual
+    adam_x, lbfgs_x = training[:adam], training[adam:]
+    assert all(float((x - 0.5).abs().max()) <= 0.05 + 1e-6 for x in adam_x)
+    if where == "none":
+        assert lbfgs_x == []
+    elif where == "sampler":
+        assert lbfgs_x and all(float((x - 0.5).abs().max()) <= 0.05 + 1e-6 for x in lbfgs_x)
+    else:  # a fixed set spread over [-1, 1]^2: about a quarter of 64 uniform points in each quadrant
+        assert lbfgs_x and all(torch.equal(x, lbfgs_x[0]) for x in lbfgs_x)
+        x = lbfgs_x[0]
+        assert float(x.min()) < -0.5 and float(x.max()) > 0.5 and int((x < 0).all(dim=1).sum()) >= 5
+
+
+def test_rounds_argument_errors():
+    with pytest.raises(ConfigError, match="lbfgs_points"):
+        train_pinn(easy_problem(), "uniform", adam_steps=1, lbfgs_points="last")
+    with pytest.raises(ConfigError, match="round_adam"):
+        train_pinn(easy_problem(), "uniform", adam_steps=1, rounds=1, round_adam=-1)
+    with pytest.raises(ConfigError, match="run_dir"):
+        train_pinn(easy_problem(), "uniform", adam_steps=1, rounds=1, run_dir="x")
