@@ -189,9 +189,10 @@ def cat_rows(x: Tensor, rows: Tensor) -> Tensor:
         top = x if x.layout == torch.sparse_csr else x.coalesce().to_sparse_csr()
         bottom = rows.to(top.values().dtype).to_sparse_csr()
         crow = torch.cat([top.crow_indices(), bottom.crow_indices()[1:] + top.crow_indices()[-1]])
+        shape = (x.size(0) + rows.size(0), x.size(1))
         return torch.sparse_csr_tensor(crow, torch.cat([top.col_indices(), bottom.col_indices()]),
-                                       torch.cat([top.values(), bottom.values()]), (x.size(0) + rows.size(0), x.size(1)),
-                                       device=x.device, check_invariants=False)
+                                       torch.cat([top.values(), bottom.values()]), shape, device=x.device,
+                                       check_invariants=False)
 
 
 def sparse_l2_normalize_rows(x: Tensor, eps: float) -> Tensor:
