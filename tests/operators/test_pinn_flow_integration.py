@@ -71,3 +71,36 @@ def test_benchmark_quick_writes_results(tmp_path):
     data = json.loads(out.read_text())
     assert set(data["summary"]) == {"uniform", "das_r", "aas", "aas_beta=0.001"}
     assert all(math.isfinite(r["rel_l2"]) for r in data["runs"].values())
+
+
+def test_benchmark_oracle_sampler_weights_and_error_split():
+    """The ideal proposal of pinn_flow_check.py: its importance-weighted mean of a bump equals the bump's uniform
+    average (closed form), its plain mean is far larger; the near/far split adds up to the problem's own relative
+    L2 error."""
+    from sciml.testing import load_script
+
+    module = load_script(BENCH / "pinn_flow_check.py")
+    problem = PoissonPeak2D(num_boundary=40, grid=101, dtype=torch.float64)
+    sampler = module.OracleSampler(importance_weights=True)
+    sampler.setup(problem, 20000, torch.Generator().manual_seed(0))
+    x, w = sampler.batch()
+    assert x.shape == (20000, 2) and bool(((x >= -1) & (x <= 1)).all())
+    assert abs(float(((x - 0.5).abs() < 0.2).all(1).double().mean()) - 0.5) < 0.03  # half from the Gaussian
+    bump = torch.exp(-50 * ((x - 0.5) ** 2).sum(1))
+    exact = math.pi / 50 / 4  # (1/|Omega|) * integral of the bump (it lies well inside the box)
+    assert abs(float((w * bump).mean()) / exact - 1) < 0.05
+    assert float(bump.mean()) > 20 * exact  # the plain mean over the concentrated points is another objective
+    old = x.clone()
+    assert sampler.update(1, torch.nn.Linear(2, 1)) and not torch.equal(sampler.batch()[0], old)  # fresh each step
+    plain = module.OracleSampler()
+    plain.setup(problem, 10, torch.Generator().manual_seed(0))
+    assert plain.batch()[1] is None
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    split = module.error_split(problem, model)
+    assert math.isclose(split["rel_l2_near"] ** 2 + split["rel_l2_far"] ** 2, problem.relative_l2(model) ** 2,
+                        rel_tol=1e-9)
+    with torch.no_grad():
+        assert math.isclose(split["peak_value"], float(model(torch.tensor([[0.5, 0.5]], dtype=torch.float64))),
+                            rel_tol=1e-9)
