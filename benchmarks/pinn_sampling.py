@@ -20,11 +20,14 @@ then rounds of (refine, Adam, L-BFGS on the fixed set)); ``--budget-scale S`` mu
 iterations and the number of refinement rounds; ``--dtype float64`` is the papers' precision; ``--aas-lbfgs``
 chooses what AAS's L-BFGS phases train on (``none``: no L-BFGS, as the AAS/DAS papers; ``uniform``: a fixed
 uniform set; ``sampler``: its last concentrated batch, the original sweep). Anything but the original sweep goes to
-``pinn_sampling_<schedule>_x<S>_<dtype>.json`` with the budget in every run's key.
+``pinn_sampling_<schedule>_x<S>_<dtype>.json`` with the budget in every run's key. ``--schedule paper`` is Wu et
+al.'s own budget per sampler (``PAPER_ROUNDS``; Burgers and Allen-Cahn): about 2 CPU-hours per RAD/RAR run, so
+every phase is checkpointed under ``<out without .json>/<run key>/`` and a stopped run resumes where it stopped when
+the same command is given again (the folder is removed once the run is recorded).
 
 usage: python benchmarks/pinn_sampling.py [--quick] [--problems peak exp burgers allen_cahn]
        [--samplers uniform random_r rar_g rar_d rad das_g das_r aas] [--seeds 0 1 2] [--threads 1]
-       [--schedule adam|rounds] [--budget-scale 1] [--dtype float32|float64] [--aas-lbfgs none|uniform|sampler]
+       [--schedule adam|rounds|paper] [--budget-scale 1] [--dtype float32|float64] [--aas-lbfgs none|uniform|sampler]
        [--out benchmarks/results/pinn_sampling.json] [--fresh] [--figures]
 """
 from __future__ import annotations
@@ -34,6 +37,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -94,6 +98,26 @@ ROUNDS: dict[str, dict[str, Any]] = {
 }
 QUICK_ROUNDS: dict[str, dict[str, Any]] = {
     k: {**v, "rounds": 2, "round_adam": 10, "round_lbfgs": 5} for k, v in QUICK.items()}
+# ``--schedule paper``: Wu et al.'s own budgets (lu-group/pinn-sampling, src/{burgers,allen_cahn}/*.py), Burgers and
+# Allen-Cahn only. RAD / RAR-D / RAR-G: Adam 15 000 + L-BFGS 1000 (``set_LBFGS_options(maxiter=1000)``), then 100
+# rounds of (refine, Adam 1000, L-BFGS 1000) = 216 000 iterations (about 2 CPU-hours per run at float64 here).
+# Uniform and Random-R (``Uniform.py``, ``Random_R.py``): no rounds, Adam 15 000 (Random-R redrawing every 100
+# steps) and one L-BFGS phase at DeepXDE's default maxiter 15 000 (those scripts leave it unset):
+# ``one_phase_lbfgs`` outer steps of ``lbfgs_iter``.
+PAPER_ROUNDS: dict[str, dict[str, Any]] = {
+    k: {"problem": {}, "n_points": 2000, "width": 64, "depth": 3, "adam": 15_000, "period": 100,
+        "candidates": 100_000, "lbfgs": 20, "lbfgs_iter": 50, "rounds": 100, "round_adam": 1000, "round_lbfgs": 1000,
+        "one_phase_lbfgs": 300}
+    for k in ("burgers", "allen_cahn")}
+
+
+def sampler_budget(budget: dict[str, Any], sampler: str, schedule: str) -> dict[str, Any]:
+    """The budget of one run: ``budget`` itself, except under ``--schedule paper``, where uniform and Random-R get
+    Wu et al.'s single Adam + L-BFGS phase (no rounds; ``one_phase_lbfgs`` L-BFGS outer steps where given)."""
+    if schedule == "paper" and sampler in ("uniform", "random_r"):
+        return {**budget, "rounds": 0, "round_adam": 0, "round_lbfgs": 0,
+                "lbfgs": budget.get("one_phase_lbfgs", budget["lbfgs"])}
+    return budget
 
 
 def scaled(budget: dict[str, Any], scale: float) -> dict[str, Any]:
@@ -177,7 +201,7 @@ def grid_mse(problem: Any, model: torch.nn.Module) -> float | None:
 
 def run_one(problem_name: str, sampler_name: str, seed: int, budget: dict[str, Any],
             overrides: dict[str, dict[str, Any]], artifacts: Path | None, *, dtype: str = "float32",
-            aas_lbfgs: str = "sampler", tag: str = "") -> dict[str, Any]:
+            aas_lbfgs: str = "sampler", tag: str = "", run_dir: Path | None = None) -> dict[str, Any]:
     problem = make_problem(problem_name, **budget["problem"], dtype=getattr(torch, dtype))
     kw = sampler_kwargs(sampler_name, budget, overrides)
     sampler = make_sampler(sampler_name, **kw)
@@ -187,7 +211,8 @@ def run_one(problem_name: str, sampler_name: str, seed: int, budget: dict[str, A
                      lbfgs_steps=budget["lbfgs"], lbfgs_iterations=budget["lbfgs_iter"], width=budget["width"],
                      depth=budget["depth"], seed=seed, eval_every=0 if budget.get("rounds") else budget["period"],
                      rounds=budget.get("rounds", 0), round_adam=budget.get("round_adam", 0),
-                     round_lbfgs=budget.get("round_lbfgs", 0), lbfgs_points=lbfgs_points)
+                     round_lbfgs=budget.get("round_lbfgs", 0), lbfgs_points=lbfgs_points,
+                     run_dir=None if run_dir is None else str(run_dir))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     x, _ = out["sampler"].batch()
     if artifacts is not None and seed == 0:
@@ -337,7 +362,8 @@ def make_figures(artifacts: Path, problems: list[str], samplers: list[str], out_
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: tiny nets and budgets, 1 seed")
-    p.add_argument("--problems", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
+    p.add_argument("--problems", nargs="+", default=None, choices=list(BUDGETS),
+                   help="default: all four (--schedule paper: burgers allen_cahn)")
     p.add_argument("--samplers", nargs="+", default=ALL_SAMPLERS, choices=ALL_SAMPLERS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--sampler-kwargs", default="{}", help='JSON {"sampler": {kwarg: value}} overrides')
@@ -347,9 +373,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fresh", action="store_true")
     p.add_argument("--figures", action="store_true", help="write docs/pinn_<problem>.png from the seed-0 runs")
     p.add_argument("--figures-only", action="store_true", help="only the figures (no training)")
-    p.add_argument("--schedule", choices=["adam", "rounds"], default="adam",
+    p.add_argument("--schedule", choices=["adam", "rounds", "paper"], default="adam",
                    help="adam: Adam (sampler updating every step) then one L-BFGS phase; rounds: Wu et al.'s "
-                        "initial Adam + L-BFGS, then rounds of (refine, Adam, L-BFGS on the fixed set)")
+                        "initial Adam + L-BFGS, then rounds of (refine, Adam, L-BFGS on the fixed set); paper: "
+                        "Wu et al.'s own budgets per sampler (Burgers and Allen-Cahn only; hours per run)")
     p.add_argument("--budget-scale", type=float, default=1.0,
                    help="multiplies Adam steps, L-BFGS iterations and the number of refinement rounds")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
@@ -362,7 +389,15 @@ def main(argv: list[str] | None = None) -> None:
     args.figures = args.figures or args.figures_only
     if not args.budget_scale > 0:
         raise SystemExit(f"--budget-scale must be > 0, got {args.budget_scale}")
-    if args.schedule == "rounds":
+    if args.problems is None:
+        args.problems = list(PAPER_ROUNDS) if args.schedule == "paper" else list(BUDGETS)
+    if args.schedule == "paper":
+        other = [q for q in args.problems if q not in PAPER_ROUNDS]
+        if other:
+            raise SystemExit(f"--schedule paper: Wu et al.'s budgets exist for {sorted(PAPER_ROUNDS)} only, not "
+                             f"{other} (pass --problems burgers allen_cahn)")
+        base = QUICK_ROUNDS if args.quick else PAPER_ROUNDS
+    elif args.schedule == "rounds":
         base = QUICK_ROUNDS if args.quick else ROUNDS
     else:
         base = QUICK if args.quick else BUDGETS
@@ -404,6 +439,8 @@ def main(argv: list[str] | None = None) -> None:
                                  ("'rounds': initial Adam + L-BFGS, then rounds of (refine the set [round-based "
                                   "samplers], Adam with a fresh state, L-BFGS on the fixed set)"
                                   if args.schedule == "rounds" else
+                                  "'paper': Wu et al.'s budgets, RAD/RAR in rounds, uniform/Random-R one Adam + "
+                                  "L-BFGS phase (PAPER_ROUNDS, PAPER_ONE_PHASE)" if args.schedule == "paper" else
                                   "'adam': sampler updating after every Adam step, one L-BFGS phase at the end")})
     results = ResultFile(out, cfg, fresh=args.fresh or args.quick)
     if not args.figures_only:
@@ -416,9 +453,13 @@ def main(argv: list[str] | None = None) -> None:
                     key = run_key(prob, s, seed, tag_of(s))
                     if results.done(key):
                         continue
+                    # the paper's budgets take hours per run: checkpoint every phase so a stopped run resumes
+                    run_dir = Path(out).with_suffix("") / key.replace("/", "_") \
+                        if args.schedule == "paper" else None
                     try:
-                        rec = run_one(prob, s, seed, budgets[prob], overrides, artifacts, dtype=args.dtype,
-                                      aas_lbfgs=aas_lbfgs, tag=tag_of(s))
+                        rec = run_one(prob, s, seed, sampler_budget(budgets[prob], s, args.schedule), overrides,
+                                      artifacts, dtype=args.dtype, aas_lbfgs=aas_lbfgs, tag=tag_of(s),
+                                      run_dir=run_dir)
                     except FileNotFoundError as err:
                         log(f"{key}: skipped ({err})")
                         break
@@ -426,9 +467,14 @@ def main(argv: list[str] | None = None) -> None:
                         log(f"{key}: sampler could not be built ({err}), skipped")
                         break
                     results.add(key, rec)
+                    if run_dir is not None:
+                        shutil.rmtree(run_dir, ignore_errors=True)  # recorded: its checkpoints are done with
                     log(f"{key}: rel L2 {rec['rel_l2']:.3e} (after Adam {rec['rel_l2_adam']:.3e}), "
                         f"{rec['num_points']} points, {rec['wall_s']:.1f}s (sampler {rec['sampler_s']:.1f}s)")
         log(f"total {time.perf_counter() - t_all:.0f}s")
+        if args.schedule == "paper" and Path(out).with_suffix("").is_dir() and \
+                not any(Path(out).with_suffix("").iterdir()):
+            Path(out).with_suffix("").rmdir()  # every run recorded: no checkpoints left
     summary = summarize(results, list(budgets), ALL_SAMPLERS, args.seeds, tag_of)
     results.set_summary(summary)
     if summary:

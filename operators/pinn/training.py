@@ -247,8 +247,11 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
         seed (int): seeds the model, the sampler and the Trainer. (default: ``0``)
         eval_every (int): validate (relative :math:`L^2`) every this many steps, ``0``: only at the end of each
             phase. (default: ``0``)
-        run_dir (str, optional): Trainer run directory (``<run_dir>/adam``, ``<run_dir>/lbfgs``; resumable; not
-            with ``rounds``). (default: ``None``)
+        run_dir (str, optional): Trainer run directory, one folder per phase (``<run_dir>/adam``,
+            ``<run_dir>/lbfgs``, ``<run_dir>/round<j>_adam``, ``<run_dir>/round<j>_lbfgs``). Calling again with
+            the same arguments resumes: finished phases are loaded (model, sampler, history), the interrupted one
+            continues from its last checkpoint (every 1000 steps), so hours-long schedules survive a stop; the
+            time totals then count only the new process. (default: ``None``)
         progress (str): Trainer progress (``"none"``, ``"log"``, ``"bar"``, ``"auto"``). (default: ``"none"``)
         log_every (int): steps between progress/metrics records. (default: ``100``)
         sampler_kwargs (dict, optional): arguments of :func:`make_sampler` when ``sampler`` is a name.
@@ -269,8 +272,6 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
         raise ConfigError("train_pinn: nothing to train (adam_steps, lbfgs_steps and rounds are all 0)")
     if lbfgs_points not in LBFGS_POINTS:
         raise ConfigError(f"train_pinn: lbfgs_points must be one of {LBFGS_POINTS}, got {lbfgs_points!r}")
-    if rounds and run_dir is not None:
-        raise ConfigError("train_pinn: run_dir (resumable phases) is not supported with rounds > 0")
     if isinstance(sampler, str):
         sampler = make_sampler(sampler, **(sampler_kwargs or {}))
     if model is None:

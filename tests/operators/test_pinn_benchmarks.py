@@ -52,6 +52,29 @@ def test_budget_scale_and_run_keys():
     assert len(keys) == 12
 
 
+def test_paper_schedule_is_wu_et_al_budget_per_sampler():
+    """--schedule paper: the iteration counts of lu-group/pinn-sampling's scripts (RAD/RAR: 15 000 Adam + 1000
+    L-BFGS + 100 x (1000 + 1000) = 216 000; Uniform/Random-R: 15 000 Adam + L-BFGS at DeepXDE's maxiter 15 000)."""
+    ps = _load("pinn_sampling")
+
+    def iterations(b):
+        return b["adam"] + b["lbfgs"] * b["lbfgs_iter"] + b["rounds"] * (b["round_adam"] + b["round_lbfgs"])
+
+    for problem in ("burgers", "allen_cahn"):
+        b = ps.PAPER_ROUNDS[problem]
+        assert (b["n_points"], b["width"], b["depth"], b["candidates"]) == (2000, 64, 3, 100_000)
+        for s in ("rad", "rar_d", "rar_g"):
+            assert iterations(ps.sampler_budget(b, s, "paper")) == 216_000
+        assert ps.sampler_kwargs("rar_d", b, {})["max_refinements"] == 100
+        for s in ("uniform", "random_r"):
+            one = ps.sampler_budget(b, s, "paper")
+            assert one["rounds"] == 0 and iterations(one) == 30_000
+        assert ps.sampler_kwargs("random_r", b, {}) == {"period": 100}
+        assert ps.sampler_budget(b, "uniform", "rounds") is b  # only the paper schedule changes per sampler
+    with pytest.raises(SystemExit, match="burgers"):
+        ps.main(["--schedule", "paper", "--problems", "peak", "--out", "/nonexistent/never-written.json"])
+
+
 def _run(script: str, tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / f"{script}.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONSAFEPATH": "1"}
