@@ -21,9 +21,10 @@ iterations and the number of refinement rounds; ``--dtype float64`` is the paper
 chooses what AAS's L-BFGS phases train on (``none``: no L-BFGS, as the AAS/DAS papers; ``uniform``: a fixed
 uniform set; ``sampler``: its last concentrated batch, the original sweep). Anything but the original sweep goes to
 ``pinn_sampling_<schedule>_x<S>_<dtype>.json`` with the budget in every run's key. ``--schedule paper`` is Wu et
-al.'s own budget per sampler (``PAPER_ROUNDS``; Burgers and Allen-Cahn): about 2 CPU-hours per RAD/RAR run, so
-every phase is checkpointed under ``<out without .json>/<run key>/`` and a stopped run resumes where it stopped when
-the same command is given again (the folder is removed once the run is recorded).
+al.'s own budget per sampler (``PAPER_ROUNDS``; Burgers and Allen-Cahn; Wu et al.'s samplers only): about 2.7
+CPU-hours per RAD/RAR run at float64, so every run keeps its state under
+``runs/pinn_sampling/resume/<out stem>/<run key>/`` (``train_pinn``'s ``run_dir``) and the same command resumes a
+stopped run (the folder is removed once the run is recorded; ``--fresh`` removes them all).
 
 usage: python benchmarks/pinn_sampling.py [--quick] [--problems peak exp burgers allen_cahn]
        [--samplers uniform random_r rar_g rar_d rad das_g das_r aas] [--seeds 0 1 2] [--threads 1]
@@ -33,6 +34,7 @@ usage: python benchmarks/pinn_sampling.py [--quick] [--problems peak exp burgers
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -100,7 +102,7 @@ QUICK_ROUNDS: dict[str, dict[str, Any]] = {
     k: {**v, "rounds": 2, "round_adam": 10, "round_lbfgs": 5} for k, v in QUICK.items()}
 # ``--schedule paper``: Wu et al.'s own budgets (lu-group/pinn-sampling, src/{burgers,allen_cahn}/*.py), Burgers and
 # Allen-Cahn only. RAD / RAR-D / RAR-G: Adam 15 000 + L-BFGS 1000 (``set_LBFGS_options(maxiter=1000)``), then 100
-# rounds of (refine, Adam 1000, L-BFGS 1000) = 216 000 iterations (about 2 CPU-hours per run at float64 here).
+# rounds of (refine, Adam 1000, L-BFGS 1000) = 216 000 iterations (about 2.7 CPU-hours per run at float64 here).
 # Uniform and Random-R (``Uniform.py``, ``Random_R.py``): no rounds, Adam 15 000 (Random-R redrawing every 100
 # steps) and one L-BFGS phase at DeepXDE's default maxiter 15 000 (those scripts leave it unset):
 # ``one_phase_lbfgs`` outer steps of ``lbfgs_iter``.
@@ -126,7 +128,7 @@ def scaled(budget: dict[str, Any], scale: float) -> dict[str, Any]:
     out = dict(budget)
     if scale == 1:
         return out
-    for k in ("adam", "lbfgs", "rounds"):
+    for k in ("adam", "lbfgs", "rounds", "one_phase_lbfgs"):
         if k in out and out[k]:
             out[k] = max(1, int(round(out[k] * scale)))
     return out
@@ -229,6 +231,7 @@ def run_one(problem_name: str, sampler_name: str, seed: int, budget: dict[str, A
             "cpu_s": round(cpu, 2),
             "adam_s": round(out["adam_s"], 2), "lbfgs_s": round(out["lbfgs_s"], 2),
             "sampler_s": round(out["sampler_s"], 2), "sampler_changes": out["sampler_changes"],
+            "resumed_phases": out["resumed_phases"],
             "num_points": out["num_points"], "history": [[s, e] for s, e in out["history"]]}
 
 
@@ -364,7 +367,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="smoke run: tiny nets and budgets, 1 seed")
     p.add_argument("--problems", nargs="+", default=None, choices=list(BUDGETS),
                    help="default: all four (--schedule paper: burgers allen_cahn)")
-    p.add_argument("--samplers", nargs="+", default=ALL_SAMPLERS, choices=ALL_SAMPLERS)
+    p.add_argument("--samplers", nargs="+", default=None, choices=ALL_SAMPLERS,
+                   help="default: all (--schedule paper: Wu et al.'s uniform random_r rar_g rar_d rad)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--sampler-kwargs", default="{}", help='JSON {"sampler": {kwarg: value}} overrides')
     p.add_argument("--threads", type=int, default=1)
@@ -391,7 +395,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--budget-scale must be > 0, got {args.budget_scale}")
     if args.problems is None:
         args.problems = list(PAPER_ROUNDS) if args.schedule == "paper" else list(BUDGETS)
+    if args.samplers is None:
+        args.samplers = [x for x in ALL_SAMPLERS if x not in FLOW_SAMPLERS] if args.schedule == "paper" \
+            else list(ALL_SAMPLERS)
     if args.schedule == "paper":
+        flow = [x for x in args.samplers if x in FLOW_SAMPLERS]
+        if flow:
+            raise SystemExit(f"--schedule paper is Wu et al.'s budget for their samplers; {flow} have no such "
+                             "budget (use --schedule rounds)")
         other = [q for q in args.problems if q not in PAPER_ROUNDS]
         if other:
             raise SystemExit(f"--schedule paper: Wu et al.'s budgets exist for {sorted(PAPER_ROUNDS)} only, not "
@@ -440,22 +451,27 @@ def main(argv: list[str] | None = None) -> None:
                                   "samplers], Adam with a fresh state, L-BFGS on the fixed set)"
                                   if args.schedule == "rounds" else
                                   "'paper': Wu et al.'s budgets, RAD/RAR in rounds, uniform/Random-R one Adam + "
-                                  "L-BFGS phase (PAPER_ROUNDS, PAPER_ONE_PHASE)" if args.schedule == "paper" else
+                                  "L-BFGS phase (PAPER_ROUNDS, sampler_budget)" if args.schedule == "paper" else
                                   "'adam': sampler updating after every Adam step, one L-BFGS phase at the end")})
     results = ResultFile(out, cfg, fresh=args.fresh or args.quick)
     if not args.figures_only:
         log(f"{len(args.problems)} problems x {len(samplers)} samplers x seeds {args.seeds}, {args.threads} thread(s)"
             f" -> {out}")
         t_all = time.perf_counter()
+        # the paper's budgets take hours per run: every run keeps its state in a folder of its own so that a
+        # stopped run resumes (train_pinn's run_dir); removed once the run is recorded
+        resume_root = (Path(out).parent if args.quick else Path(args.artifacts)) / "resume" / Path(out).stem
+        if args.fresh or args.quick:
+            shutil.rmtree(resume_root, ignore_errors=True)
         for prob in args.problems:
             for s in samplers:
                 for seed in args.seeds:
                     key = run_key(prob, s, seed, tag_of(s))
+                    run_dir = resume_root / key.replace("/", "_") if args.schedule == "paper" else None
                     if results.done(key):
+                        if run_dir is not None:
+                            shutil.rmtree(run_dir, ignore_errors=True)  # left by a stop after the record
                         continue
-                    # the paper's budgets take hours per run: checkpoint every phase so a stopped run resumes
-                    run_dir = Path(out).with_suffix("") / key.replace("/", "_") \
-                        if args.schedule == "paper" else None
                     try:
                         rec = run_one(prob, s, seed, sampler_budget(budgets[prob], s, args.schedule), overrides,
                                       artifacts, dtype=args.dtype, aas_lbfgs=aas_lbfgs, tag=tag_of(s),
@@ -468,13 +484,15 @@ def main(argv: list[str] | None = None) -> None:
                         break
                     results.add(key, rec)
                     if run_dir is not None:
-                        shutil.rmtree(run_dir, ignore_errors=True)  # recorded: its checkpoints are done with
+                        shutil.rmtree(run_dir, ignore_errors=True)
                     log(f"{key}: rel L2 {rec['rel_l2']:.3e} (after Adam {rec['rel_l2_adam']:.3e}), "
-                        f"{rec['num_points']} points, {rec['wall_s']:.1f}s (sampler {rec['sampler_s']:.1f}s)")
+                        f"{rec['num_points']} points, {rec['wall_s']:.1f}s (sampler {rec['sampler_s']:.1f}s)"
+                        + (f", resumed after {rec['resumed_phases']} finished phases" if rec["resumed_phases"]
+                           else ""))
         log(f"total {time.perf_counter() - t_all:.0f}s")
-        if args.schedule == "paper" and Path(out).with_suffix("").is_dir() and \
-                not any(Path(out).with_suffix("").iterdir()):
-            Path(out).with_suffix("").rmdir()  # every run recorded: no checkpoints left
+        for folder in (resume_root, resume_root.parent):  # nothing left to resume: no empty folders either
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     summary = summarize(results, list(budgets), ALL_SAMPLERS, args.seeds, tag_of)
     results.set_summary(summary)
     if summary:

@@ -17,7 +17,10 @@ r"""PINN solution networks and training through :class:`sciml.train.Trainer`: Ad
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -247,11 +250,14 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
         seed (int): seeds the model, the sampler and the Trainer. (default: ``0``)
         eval_every (int): validate (relative :math:`L^2`) every this many steps, ``0``: only at the end of each
             phase. (default: ``0``)
-        run_dir (str, optional): Trainer run directory, one folder per phase (``<run_dir>/adam``,
-            ``<run_dir>/lbfgs``, ``<run_dir>/round<j>_adam``, ``<run_dir>/round<j>_lbfgs``). Calling again with
-            the same arguments resumes: finished phases are loaded (model, sampler, history), the interrupted one
-            continues from its last checkpoint (every 1000 steps), so hours-long schedules survive a stop; the
-            time totals then count only the new process. (default: ``None``)
+        run_dir (str, optional): makes the run resumable. One Trainer folder per phase (``<run_dir>/adam``,
+            ``<run_dir>/lbfgs``, ``<run_dir>/round<j>_adam``, ``<run_dir>/round<j>_lbfgs``: metrics and, while the
+            phase runs, its checkpoints every 1000 Adam steps / ~1000 L-BFGS iterations) and ``progress.pt``, the
+            whole state after the last finished phase. Calling again with the same arguments skips the finished
+            phases and resumes the interrupted one from its last checkpoint, so hours-long schedules survive a
+            stop; ``resumed_phases`` in the result says how many phases were loaded. The times (``wall_s``,
+            ``adam_s``, ...) then add up the finished phases of all processes and this process's own time
+            (work lost to an interruption is not counted). (default: ``None``)
         progress (str): Trainer progress (``"none"``, ``"log"``, ``"bar"``, ``"auto"``). (default: ``"none"``)
         log_every (int): steps between progress/metrics records. (default: ``100``)
         sampler_kwargs (dict, optional): arguments of :func:`make_sampler` when ``sampler`` is a name.
@@ -260,7 +266,7 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
         dict: ``rel_l2`` (final), ``rel_l2_adam`` (after the initial Adam phase), ``rel_l2_rounds`` (after each
         round), ``wall_s``, ``adam_s``, ``lbfgs_s`` (all phases), ``sampler_s`` (time inside ``sampler.update`` and
         ``refresh``), ``sampler_changes``, ``num_points`` (final set), ``adam_total``, ``lbfgs_total`` (steps and
-        iterations run), ``history`` (``[(step, rel_l2)]`` of the validations), ``model``, ``sampler``, ``task``.
+        iterations run), ``resumed_phases``, ``history`` (``[(step, rel_l2)]`` of the validations), ``model``, ``sampler``, ``task``.
     """
     for name, value in (("adam_steps", adam_steps), ("lbfgs_steps", lbfgs_steps), ("eval_every", eval_every),
                         ("rounds", rounds), ("round_adam", round_adam), ("round_lbfgs", round_lbfgs)):
@@ -285,13 +291,42 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
     t_start = time.perf_counter()
     common = dict(train_data=[0], val_data=[0], batch_size=1, shuffle=False, val_unit="step", seed=seed,
                   progress=progress, log_every=log_every, device=str(next(model.parameters()).device),
-                  distributed="off", handle_signals=False,
-                  checkpoint_every=0 if run_dir is None else 1000)
+                  distributed="off", handle_signals=False)
+    totals: dict[str, Any] = {"adam": 0, "lbfgs": 0, "adam_s": 0.0, "lbfgs_s": 0.0}
+    errs: dict[str, Any] = {"err": math.nan, "err_adam": math.nan, "rounds": []}
+    # Resumption (run_dir): after every finished phase the whole state (model, task with its sampler, totals,
+    # errors) goes to ``progress.pt`` and that phase's checkpoints are deleted; a new call skips the phases named
+    # there and the interrupted phase's Trainer resumes from its own last checkpoint.
+    progress_file = None if run_dir is None else Path(run_dir) / "progress.pt"
+    done: list[str] = []
+    resumed_phases = 0
+    if progress_file is not None and progress_file.is_file():
+        saved = torch.load(progress_file, map_location="cpu", weights_only=False)
+        unwrap(model).load_state_dict(saved["model"])
+        task.load_state_dict(saved["task"])
+        torch.set_rng_state(saved["rng"])
+        totals.update(saved["totals"])
+        errs = saved["errs"]
+        done = list(saved["done"])
+        resumed_phases = len(done)
+        t_start -= float(saved["wall_s"])
 
-    def run(phase: str, steps: int, optimizer: Any, lr_: float) -> tuple[float, float]:
+    def finish(phase: str) -> None:
+        done.append(phase)
+        if progress_file is None:
+            return
+        state = {"model": unwrap(model).state_dict(), "task": task.state_dict(), "rng": torch.get_rng_state(),
+                 "totals": dict(totals), "errs": errs, "done": list(done), "wall_s": time.perf_counter() - t_start}
+        tmp = progress_file.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, progress_file)
+        shutil.rmtree(Path(run_dir) / phase / "checkpoints", ignore_errors=True)  # type: ignore[arg-type]
+
+    def run(phase: str, steps: int, optimizer: Any, lr_: float, checkpoint_every: int) -> tuple[float, float]:
         every = eval_every if eval_every > 0 else steps
         trainer = Trainer(model, task, optimizer=optimizer, lr=lr_, max_steps=steps, val_every=every,
-                          run_dir=None if run_dir is None else f"{run_dir}/{phase}", **common)
+                          run_dir=None if run_dir is None else f"{run_dir}/{phase}",
+                          checkpoint_every=0 if run_dir is None else checkpoint_every, **common)
         t0 = time.perf_counter()
         trainer.fit()
         if not task.history or task.history[-1][0] != task.pending_step:  # no validation at the last step
@@ -301,11 +336,9 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
             model.train(was_training)
         return time.perf_counter() - t0, task.history[-1][1]
 
-    totals = {"adam": 0, "lbfgs": 0, "adam_s": 0.0, "lbfgs_s": 0.0}
-
     def adam_phase(phase: str, steps: int) -> float:
         task.update_sampler = not round_based  # round-based samplers change only at round boundaries
-        sec, err_ = run(phase, steps, "adam", lr)
+        sec, err_ = run(phase, steps, "adam", lr, 1000)
         task.update_sampler = True
         totals["adam"] += steps
         totals["adam_s"] += sec
@@ -320,32 +353,37 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
         task.fixed_points = uniform_set
         opt = (lambda params: ClosureLBFGS(params, task, lr=1.0, max_iter=per, history_size=lbfgs_history,
                                            line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=0.0))
-        sec, err_ = run(phase, outer, opt, 1.0)
+        sec, err_ = run(phase, outer, opt, 1.0, max(1, 1000 // per))  # a checkpoint every ~1000 iterations
         task.fixed_points = None
         task.update_sampler = True
         totals["lbfgs"] += outer * per
         totals["lbfgs_s"] += sec
         return err_
 
-    err_adam = math.nan
-    err = math.nan
-    if adam_steps:
-        err_adam = err = adam_phase("adam", adam_steps)
-    if lbfgs_steps:
+    if adam_steps and "adam" not in done:
+        errs["err_adam"] = errs["err"] = adam_phase("adam", adam_steps)
+        finish("adam")
+    if lbfgs_steps and "lbfgs" not in done:
         e = lbfgs_phase("lbfgs", lbfgs_steps * lbfgs_iterations, outer=lbfgs_steps)
-        err = err if e is None else e
-    errs_rounds: list[float] = []
-    for j in range(rounds):
-        if round_based:
-            t0 = time.perf_counter()
-            if sampler.refresh(unwrap(model)):
-                task.sampler_changes += 1
-            task.sampler_seconds += time.perf_counter() - t0
-        if round_adam:
-            err = adam_phase(f"round{j + 1}_adam", round_adam)
-        e = lbfgs_phase(f"round{j + 1}_lbfgs", round_lbfgs)
-        err = err if e is None else e
-        errs_rounds.append(err)
+        errs["err"] = errs["err"] if e is None else e
+        finish("lbfgs")
+    for j in range(1, rounds + 1):
+        if f"round{j}_lbfgs" in done:
+            continue
+        if f"round{j}_adam" not in done:
+            if round_based:
+                t0 = time.perf_counter()
+                if sampler.refresh(unwrap(model)):
+                    task.sampler_changes += 1
+                task.sampler_seconds += time.perf_counter() - t0
+            if round_adam:
+                errs["err"] = adam_phase(f"round{j}_adam", round_adam)
+            finish(f"round{j}_adam")
+        e = lbfgs_phase(f"round{j}_lbfgs", round_lbfgs)
+        errs["err"] = errs["err"] if e is None else e
+        errs["rounds"].append(errs["err"])
+        finish(f"round{j}_lbfgs")
+    err, err_adam, errs_rounds = errs["err"], errs["err_adam"], list(errs["rounds"])
     if math.isnan(err):  # nothing validated (e.g. only L-BFGS phases skipped): validate now
         model.eval()
         err = float(task.validation_step(model, None)["rel_l2"])
@@ -354,4 +392,5 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
             "wall_s": time.perf_counter() - t_start, "adam_s": totals["adam_s"], "lbfgs_s": totals["lbfgs_s"],
             "adam_total": totals["adam"], "lbfgs_total": totals["lbfgs"],
             "sampler_s": task.sampler_seconds, "sampler_changes": task.sampler_changes,
-            "num_points": int(len(x)), "history": list(task.history), "model": model, "sampler": sampler, "task": task}
+            "resumed_phases": resumed_phases, "num_points": int(len(x)), "history": list(task.history),
+            "model": model, "sampler": sampler, "task": task}

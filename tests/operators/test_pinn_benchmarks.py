@@ -53,8 +53,9 @@ def test_budget_scale_and_run_keys():
 
 
 def test_paper_schedule_is_wu_et_al_budget_per_sampler():
-    """--schedule paper: the iteration counts of lu-group/pinn-sampling's scripts (RAD/RAR: 15 000 Adam + 1000
-    L-BFGS + 100 x (1000 + 1000) = 216 000; Uniform/Random-R: 15 000 Adam + L-BFGS at DeepXDE's maxiter 15 000)."""
+    """--schedule paper: the iteration counts read off lu-group/pinn-sampling's scripts, restated here (RAD/RAR:
+    15 000 Adam + 1000 L-BFGS + 100 x (1000 + 1000) = 216 000; Uniform/Random-R: 15 000 Adam + L-BFGS at DeepXDE's
+    default maxiter 15 000)."""
     ps = _load("pinn_sampling")
 
     def iterations(b):
@@ -73,6 +74,8 @@ def test_paper_schedule_is_wu_et_al_budget_per_sampler():
         assert ps.sampler_budget(b, "uniform", "rounds") is b  # only the paper schedule changes per sampler
     with pytest.raises(SystemExit, match="burgers"):
         ps.main(["--schedule", "paper", "--problems", "peak", "--out", "/nonexistent/never-written.json"])
+    with pytest.raises(SystemExit, match="das_g"):  # no paper budget for the flow samplers
+        ps.main(["--schedule", "paper", "--samplers", "rad", "das_g", "--out", "/nonexistent/never-written.json"])
 
 
 def _run(script: str, tmp_path: Path, *extra: str) -> dict:
