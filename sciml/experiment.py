@@ -24,7 +24,7 @@ from torch import nn
 from sciml.config import MODELS, TASKS, ExperimentConfig, load_config, write_run_info
 from sciml.io import atomic_write_text
 from sciml.errors import CheckpointError, ConfigError
-from sciml.train import find_latest_checkpoint, list_checkpoints, load_checkpoint, seed_everything
+from sciml.train import find_latest_checkpoint, load_checkpoint, resume_target, seed_everything
 
 
 @dataclass
@@ -97,17 +97,6 @@ def data_dims(train_data: Any) -> dict[str, int]:
     return dims
 
 
-def _will_resume(trainer_kwargs: dict[str, Any]) -> bool:
-    """Whether the Trainer built with these arguments will resume from a checkpoint (its ``resume`` rule)."""
-    resume = trainer_kwargs.get("resume", "auto")
-    if resume is None or str(resume) in ("never", "none", ""):
-        return False
-    if str(resume) != "auto":
-        return True
-    run_dir = trainer_kwargs.get("run_dir")
-    return run_dir is not None and bool(list_checkpoints(Path(run_dir) / "checkpoints"))
-
-
 def build(cfg: ExperimentConfig, *, run_dir: str | os.PathLike | None = None, prepare_model: bool = True,
           **trainer_overrides: Any) -> Experiment:
     """Build data, model, task and trainer from ``cfg``.
@@ -147,7 +136,8 @@ def build(cfg: ExperimentConfig, *, run_dir: str | os.PathLike | None = None, pr
     # ``model.fit_scales``): here, before the trainer copies the weights (EMA); not when the run resumes from a
     # checkpoint, which holds the fitted values, nor when prepare_model=False (evaluate_run loads a checkpoint)
     prepare = getattr(model, "prepare_training", None)
-    if prepare_model and callable(prepare) and not _will_resume(kwargs):
+    will_resume = resume_target(kwargs.get("resume", "auto"), kwargs.get("run_dir")) is not None
+    if prepare_model and callable(prepare) and not will_resume:
         prepare(train_data, batch_size=kwargs.get("batch_size"), collate_fn=kwargs.get("collate_fn"))
     trainer = type(cfg.trainer).target_of()(model, task, train_data=train_data, val_data=val_data, **kwargs)
     return Experiment(cfg, model, task, train_data, val_data, trainer)

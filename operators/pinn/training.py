@@ -266,7 +266,8 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
         dict: ``rel_l2`` (final), ``rel_l2_adam`` (after the initial Adam phase), ``rel_l2_rounds`` (after each
         round), ``wall_s``, ``adam_s``, ``lbfgs_s`` (all phases), ``sampler_s`` (time inside ``sampler.update`` and
         ``refresh``), ``sampler_changes``, ``num_points`` (final set), ``adam_total``, ``lbfgs_total`` (steps and
-        iterations run), ``resumed_phases``, ``history`` (``[(step, rel_l2)]`` of the validations), ``model``, ``sampler``, ``task``.
+        iterations run), ``resumed_phases``, ``history`` (``[(step, rel_l2)]`` of the validations), ``model``,
+        ``sampler``, ``task``.
     """
     for name, value in (("adam_steps", adam_steps), ("lbfgs_steps", lbfgs_steps), ("eval_every", eval_every),
                         ("rounds", rounds), ("round_adam", round_adam), ("round_lbfgs", round_lbfgs)):

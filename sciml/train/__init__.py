@@ -10,7 +10,7 @@ See ``docs/training.md`` for the concepts (Task, strategies, checkpoints and res
 """
 from sciml.train.callbacks import EarlyStopping, ExponentialMovingAverage
 from sciml.train.checkpoint import (find_latest_checkpoint, list_checkpoints, load_checkpoint, prune_checkpoints,
-                                    save_checkpoint)
+                                    resume_target, save_checkpoint)
 from sciml.train.distributed import DistInfo, init_distributed, unwrap
 from sciml.train.optim import build_optimizer, build_scheduler
 from sciml.train.sampler import BalancedBatchSampler, ResumableBatchSampler, epoch_seed
@@ -26,6 +26,7 @@ __all__ = [
     "Trainer", "Task", "SupervisedTask", "LayerLocalTask", "TrainState", "EarlyStopping", "ExponentialMovingAverage",
     "Strategy", "Backprop", "LayerLocal", "EXIT_OK", "EXIT_PREEMPTED", "TrainingInterrupted", "PreemptionFlag",
     "save_checkpoint", "load_checkpoint", "find_latest_checkpoint", "list_checkpoints", "prune_checkpoints",
+    "resume_target",
     "seed_everything", "get_rng_state", "set_rng_state", "deterministic_mode", "ResumableBatchSampler", "BalancedBatchSampler",
     "epoch_seed", "build_optimizer", "build_scheduler", "DistInfo", "init_distributed", "unwrap", "detach_tree",
     "map_tensors",

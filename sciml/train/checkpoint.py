@@ -21,7 +21,7 @@ from sciml.io import atomic_write
 from sciml.io import remove_stale_temp_files as _remove_stale
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "checkpoint_path", "list_checkpoints", "save_checkpoint",
-           "load_checkpoint", "find_latest_checkpoint", "prune_checkpoints", "remove_stale_temp_files"]
+           "load_checkpoint", "find_latest_checkpoint", "resume_target", "prune_checkpoints", "remove_stale_temp_files"]
 
 CHECKPOINT_FORMAT = "sciml-trainstate"
 CHECKPOINT_VERSION = 1
@@ -99,6 +99,19 @@ def find_latest_checkpoint(directory: str | os.PathLike, map_location: str | tor
         except CheckpointError as exc:
             warnings.warn(f"skipping unreadable checkpoint: {exc}", RuntimeWarning, stacklevel=2)
     return None
+
+
+def resume_target(resume: str | os.PathLike | None, run_dir: str | os.PathLike | None,
+                  map_location: str | torch.device | None = "cpu") -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint a :class:`~sciml.train.Trainer` given these ``resume`` and ``run_dir`` arguments resumes from,
+    with its payload, or ``None`` when it starts afresh: ``"never"``/``None`` never resume; ``"auto"`` takes the
+    newest loadable checkpoint in ``run_dir/checkpoints`` (if any); anything else is a checkpoint path, loaded
+    (a :class:`~sciml.errors.CheckpointError` if it does not load)."""
+    if resume is None or str(resume) in ("never", "none", ""):
+        return None
+    if str(resume) == "auto":
+        return None if run_dir is None else find_latest_checkpoint(Path(run_dir) / "checkpoints", map_location)
+    return Path(resume), load_checkpoint(resume, map_location)
 
 
 def prune_checkpoints(directory: str | os.PathLike, keep_last: int) -> list[Path]:

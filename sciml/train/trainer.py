@@ -20,8 +20,8 @@ import sciml
 from sciml.errors import CheckpointError, ConfigError, NonFiniteError
 from sciml.train.callbacks import EarlyStopping, ExponentialMovingAverage
 from sciml.io import atomic_write_text, remove_stale_temp_files
-from sciml.train.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_path, find_latest_checkpoint,
-                                    list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint)
+from sciml.train.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_path, list_checkpoints,
+                                    load_checkpoint, prune_checkpoints, resume_target, save_checkpoint)
 from sciml.train.checkpoint import remove_stale_temp_files as remove_stale_checkpoint_temps
 from sciml.train.distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier, broadcast_flag,
                                      init_distributed, sync_gradients)
@@ -847,16 +847,10 @@ class Trainer:
                         "run; use resume='auto' to continue it or a new run_dir (resume='never' would mix the two runs' "
                         "checkpoints and metrics)")
             return False
-        if str(self.resume) == "auto":
-            if self.run_dir is None:
-                return False
-            found = find_latest_checkpoint(self.run_dir / "checkpoints")
-            if found is None:
-                return False
-            path, payload = found
-        else:
-            path = Path(self.resume)
-            payload = load_checkpoint(path)
+        found = resume_target(self.resume, self.run_dir)
+        if found is None:
+            return False
+        path, payload = found
         self.load_state_dict(payload, source=str(path))
         self._resumed_from = self._last_checkpoint = path
         return True

@@ -354,6 +354,37 @@ def test_corrupted_newest_checkpoint_falls_back_to_previous(tmp_path):
     assert load_checkpoint(newest)["step"] == 6  # step 6 recomputed and rewritten
 
 
+def test_resume_target_is_what_the_trainer_resumes_from(tmp_path):
+    """``resume_target`` (used by sciml.experiment to decide on pre-training hooks) names exactly the checkpoint the
+    Trainer loads: none for "never", the newest loadable one for "auto" (an unreadable-only run dir counts as
+    none, and the Trainer then starts afresh), the given path otherwise."""
+    from sciml.train import resume_target
+
+    ds = regression_data(n=8)
+
+    def make(max_steps, run_dir, resume="auto"):
+        return Trainer(linear(), SupervisedTask(), train_data=ds, batch_size=4, max_steps=max_steps,
+                       checkpoint_every=2, run_dir=run_dir, resume=resume, **quiet())
+
+    assert resume_target("auto", None) is None and resume_target("auto", tmp_path / "empty") is None
+    make(4, tmp_path / "a").fit()
+    assert resume_target("never", tmp_path / "a") is None and resume_target(None, tmp_path / "a") is None
+    path, payload = resume_target("auto", tmp_path / "a")
+    assert path.name == "step-00000004.pt" and payload["step"] == 4
+    assert make(6, tmp_path / "a").fit()["resumed_from"] == str(path)
+    early = tmp_path / "a" / "checkpoints" / "step-00000002.pt"
+    path, payload = resume_target(early, None)
+    assert path == early and payload["step"] == 2
+    make(2, tmp_path / "b").fit()
+    only = tmp_path / "b" / "checkpoints" / "step-00000002.pt"
+    only.write_bytes(only.read_bytes()[:100])
+    with pytest.warns(RuntimeWarning, match="step-00000002.pt"):
+        assert resume_target("auto", tmp_path / "b") is None
+    with pytest.warns(RuntimeWarning, match="step-00000002.pt"):
+        summary = make(2, tmp_path / "b").fit()
+    assert summary["resumed_from"] is None and summary["steps"] == 2
+
+
 def test_resume_in_process_equals_uninterrupted(tmp_path):
     ds = regression_data(n=20)
 
