@@ -33,3 +33,14 @@ class CheckpointError(SciMLError, RuntimeError):
 class DataFormatError(SciMLError, ValueError):
     """An input data file is truncated, corrupted or inconsistent (wrong columns, counts that disagree, unknown
     labels...); the message names the file and what was wrong."""
+
+
+def check_int(value: object, name: str, owner: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """``value`` if it is an ``int`` (not a ``bool``) ``>= minimum`` (or ``None`` with ``allow_none``); otherwise a
+    :class:`ConfigError` naming ``owner``, the argument ``name`` and the bad value."""
+    if allow_none and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        extra = " or None" if allow_none else ""
+        raise ConfigError(f"{owner}: {name} must be an integer >= {minimum}{extra}, got {value!r}")
+    return value

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sciml.errors import ConfigError, ShapeError
+from sciml.errors import ConfigError, ShapeError, check_int
 from sciml.gnn.atomistic_graph import GemNetOCGraphs, edge_vectors, gemnet_oc_graphs
 from sciml.gnn.gemnet_oc.bases import CircularBasis, RadialBasis, SphericalBasis
 from sciml.gnn.gemnet_oc.layers import (AtomEmbedding, BasisEmbedding, Dense, EdgeEmbedding, InteractionBlock,
@@ -37,12 +37,6 @@ BASE_CONFIG: dict[str, Any] = dict(
 LARGE_CONFIG: dict[str, Any] = {**BASE_CONFIG, **dict(
     num_blocks=6, emb_size_edge=1024, emb_size_trip_out=128, emb_size_quad_in=64, emb_size_quad_out=32,
     emb_size_rbf=32, emb_size_sbf=64, num_concat=4)}
-
-
-def _positive_int(name: str, v: Any, minimum: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ConfigError(f"GemNetOC: {name} must be an integer >= {minimum}, got {v!r}")
-    return v
 
 
 class GemNetOC(nn.Module):
@@ -145,14 +139,14 @@ class GemNetOC(nn.Module):
                         ("emb_size_aint_in", emb_size_aint_in), ("emb_size_aint_out", emb_size_aint_out),
                         ("emb_size_rbf", emb_size_rbf), ("emb_size_cbf", emb_size_cbf),
                         ("emb_size_sbf", emb_size_sbf), ("num_elements", num_elements)):
-            _positive_int(name, v)
+            check_int(v, name, "GemNetOC")
         if num_radial < 2:
             raise ConfigError(f"GemNetOC: num_radial must be >= 2, got {num_radial}")
         for name, v in (("num_before_skip", num_before_skip), ("num_after_skip", num_after_skip),
                         ("num_concat", num_concat), ("num_atom", num_atom),
                         ("num_output_afteratom", num_output_afteratom), ("num_atom_emb_layers", num_atom_emb_layers),
                         ("num_global_out_layers", num_global_out_layers)):
-            _positive_int(name, v, 0)
+            check_int(v, name, "GemNetOC", minimum=0)
         if symmetrize not in ("union", "reference"):
             raise ConfigError(f"GemNetOC: symmetrize must be 'union' or 'reference', got {symmetrize!r}")
         self.num_blocks, self.extensive = num_blocks, extensive
@@ -438,10 +432,10 @@ def _fit_scales_option(value: Any) -> dict | None:
     if unknown:
         raise ConfigError(f"GemNetOC: fit_scales has unknown keys {unknown} (allowed: batches, batch_size, seed)")
     out = {"batches": value.get("batches", 16), "batch_size": value.get("batch_size"), "seed": value.get("seed", 0)}
-    _positive_int("fit_scales.batches", out["batches"])
+    check_int(out["batches"], "fit_scales.batches", "GemNetOC")
     if out["batch_size"] is not None:
-        _positive_int("fit_scales.batch_size", out["batch_size"])
-    _positive_int("fit_scales.seed", out["seed"], 0)
+        check_int(out["batch_size"], "fit_scales.batch_size", "GemNetOC")
+    check_int(out["seed"], "fit_scales.seed", "GemNetOC", minimum=0)
     return out
 
 

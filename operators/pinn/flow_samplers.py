@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml.errors import ConfigError
+from sciml.errors import ConfigError, check_int
 from sciml.operators.pinn.flow import BoundedFlow
 from sciml.operators.pinn.sampling import evaluate_residual
 
@@ -62,13 +62,6 @@ def _make_flow(problem, generator: torch.Generator, flow_kwargs: dict, like: Ten
     return flow.to(dtype=like.dtype, device=like.device)
 
 
-def _positive_int(value, name: str, allow_none: bool = False) -> None:
-    if allow_none and value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"`{name}` must be a positive int{' or None' if allow_none else ''}, got {value!r}")
-
-
 def _uniform_ratio_weights(log_q: Tensor, log_volume: float) -> Tensor:
     """Importance weights :math:`(1/|\\Omega|)/q(x)` scaled to mean 1 (so the weighted mean of r^2 estimates its
     uniform average over the domain)."""
@@ -90,7 +83,7 @@ class _FlowSamplerBase:
     def __init__(self, *, flow_lr: float, flow_kwargs: dict | None, residual_chunk: int) -> None:
         if not (isinstance(flow_lr, (int, float)) and flow_lr > 0):
             raise ConfigError(f"`flow_lr` must be a positive number, got {flow_lr!r}")
-        _positive_int(residual_chunk, "residual_chunk")
+        check_int(residual_chunk, "residual_chunk", type(self).__name__)
         self.flow_lr = float(flow_lr)
         self.flow_kwargs = dict(flow_kwargs or {})
         self.residual_chunk = residual_chunk
@@ -102,7 +95,7 @@ class _FlowSamplerBase:
         self.count = 0
 
     def _setup_common(self, problem, n_points: int, generator: torch.Generator | None) -> Tensor:
-        _positive_int(n_points, "n_points")
+        check_int(n_points, "n_points", type(self).__name__)
         self.problem = problem
         self.n_points = n_points
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -168,10 +161,10 @@ class DASSampler(_FlowSamplerBase):
         super().__init__(flow_lr=flow_lr, flow_kwargs=flow_kwargs, residual_chunk=residual_chunk)
         if mode not in ("add", "replace"):
             raise ConfigError(f"`mode` must be 'add' (DAS-G) or 'replace' (DAS-R), got {mode!r}")
-        _positive_int(stage_steps, "stage_steps")
-        _positive_int(max_stages, "max_stages", allow_none=True)
-        _positive_int(n_new, "n_new", allow_none=True)
-        _positive_int(flow_batch, "flow_batch", allow_none=True)
+        check_int(stage_steps, "stage_steps", type(self).__name__)
+        check_int(max_stages, "max_stages", type(self).__name__, allow_none=True)
+        check_int(n_new, "n_new", type(self).__name__, allow_none=True)
+        check_int(flow_batch, "flow_batch", type(self).__name__, allow_none=True)
         if not isinstance(flow_steps, int) or flow_steps < 0:
             raise ConfigError(f"`flow_steps` must be a non-negative int, got {flow_steps!r}")
         if not h1_weight >= 0.0:
@@ -315,15 +308,15 @@ class AASSampler(_FlowSamplerBase):
         super().__init__(flow_lr=flow_lr, flow_kwargs=flow_kwargs, residual_chunk=residual_chunk)
         if not (isinstance(beta, (int, float)) and beta >= 0):
             raise ConfigError(f"`beta` must be a number >= 0, got {beta!r}")
-        _positive_int(flow_steps, "flow_steps")
-        _positive_int(every, "every")
+        check_int(flow_steps, "flow_steps", type(self).__name__)
+        check_int(every, "every", type(self).__name__)
         if not (isinstance(uniform_fraction, (int, float)) and 0.0 <= uniform_fraction <= 1.0):
             raise ConfigError(f"`uniform_fraction` must lie in [0, 1], got {uniform_fraction!r}")
         if not isinstance(warmup_steps, int) or warmup_steps < 0:
             raise ConfigError(f"`warmup_steps` must be a non-negative int, got {warmup_steps!r}")
         if not (isinstance(cap_weight, (int, float)) and cap_weight >= 0):
             raise ConfigError(f"`cap_weight` must be a number >= 0, got {cap_weight!r}")
-        _positive_int(penalty_points, "penalty_points", allow_none=True)
+        check_int(penalty_points, "penalty_points", type(self).__name__, allow_none=True)
         self.penalty_points = penalty_points
         self.beta = float(beta)
         self.cap_weight = float(cap_weight)

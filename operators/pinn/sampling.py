@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from sciml.errors import ConfigError
+from sciml.errors import ConfigError, check_int
 
 from .problems import PDEProblem
 
@@ -153,12 +153,6 @@ def weighted_sample_without_replacement(weights: Tensor, n: int, generator: torc
     return torch.topk(keys, n).indices
 
 
-def _check_positive_int(value: Any, name: str, owner: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 # ------------------------------------------------------------------------------------------------- samplers
 class CollocationSampler:
     """Base class: a fixed point set drawn once by ``method``.
@@ -186,7 +180,7 @@ class CollocationSampler:
 
     def setup(self, problem: PDEProblem, n_points: int, generator: torch.Generator) -> None:
         """Draw the initial ``n_points`` points and keep ``problem`` and ``generator``."""
-        _check_positive_int(n_points, "n_points", type(self).__name__)
+        check_int(n_points, "n_points", type(self).__name__)
         self.problem, self.n_points, self.generator = problem, int(n_points), generator
         self.points = problem.domain.sample(self.initial_size(), self.method, generator)
         self.refreshes = 0
@@ -239,7 +233,7 @@ class UniformSampler(CollocationSampler):
 
     def __init__(self, *, period: int | None = None, method: str = "uniform") -> None:
         super().__init__(method=method)
-        self.period = None if period is None else _check_positive_int(period, "period", "UniformSampler")
+        self.period = None if period is None else check_int(period, "period", "UniformSampler")
         self.name = "uniform" if period is None else "random_r"
 
     def update(self, step: int, model: nn.Module) -> bool:
@@ -272,11 +266,11 @@ class ResidualSampler(CollocationSampler):
                  chunk: int = 8192, method: str = "uniform") -> None:
         super().__init__(method=method)
         owner = type(self).__name__
-        self.period = _check_positive_int(period, "period", owner)
-        self.n_candidates = _check_positive_int(n_candidates, "n_candidates", owner)
+        self.period = check_int(period, "period", owner)
+        self.n_candidates = check_int(n_candidates, "n_candidates", owner)
         self.max_refinements = None if max_refinements is None else \
-            _check_positive_int(max_refinements, "max_refinements", owner, 0)
-        self.chunk = _check_positive_int(chunk, "chunk", owner)
+            check_int(max_refinements, "max_refinements", owner, minimum=0)
+        self.chunk = check_int(chunk, "chunk", owner)
 
     def candidates(self, model: nn.Module) -> tuple[Tensor, Tensor]:
         """A fresh uniform pool and its residuals ``(points (m, dim), r (m,))``."""
@@ -346,7 +340,7 @@ class _Refinement(ResidualSampler):
         super().__init__(**kwargs)
         if not 0 < initial_fraction <= 1:
             raise ConfigError(f"{type(self).__name__}: initial_fraction must be in (0, 1], got {initial_fraction}")
-        self.n_add_arg = None if n_add is None else _check_positive_int(n_add, "n_add", type(self).__name__)
+        self.n_add_arg = None if n_add is None else check_int(n_add, "n_add", type(self).__name__)
         self.initial_fraction = float(initial_fraction)
         self.n_add = 0
 

@@ -624,3 +624,16 @@ def test_docs_example_runs(capsys):
     expected = text.split("prints\n\n```\n", 1)[1].split("```", 1)[0]
     exec(compile(code, str(docs), "exec"), {"__name__": "docs_example"})  # noqa: S102 -- our own docs
     assert capsys.readouterr().out == expected
+
+
+def test_check_int_accepts_ints_from_the_minimum_and_names_owner_argument_and_value():
+    from sciml.errors import ConfigError, check_int
+
+    assert check_int(3, "steps", "Thing") == 3 and check_int(0, "seed", "Thing", minimum=0) == 0
+    assert check_int(None, "cap", "Thing", allow_none=True) is None
+    for bad in (0, -2, 2.0, "3", True, None):
+        with pytest.raises(ConfigError) as info:
+            check_int(bad, "steps", "Thing")
+        assert str(info.value) == f"Thing: steps must be an integer >= 1, got {bad!r}"
+    with pytest.raises(ConfigError, match=r"Thing: cap must be an integer >= 1 or None, got 0"):
+        check_int(0, "cap", "Thing", allow_none=True)
