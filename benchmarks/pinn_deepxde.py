@@ -1,22 +1,27 @@
 """sciml's PINN sampling against DeepXDE (PyTorch backend), side by side in one run: Burgers, Allen-Cahn and the 2-D
-Poisson peak with uniform (fixed), Random-R and RAD, the same nets, point counts and budgets
-(``benchmarks/pinn_sampling.py``'s ``BUDGETS``), relative L2 error and training wall time, and the ratios.
+Poisson peak with uniform (fixed), Random-R and RAD, the same nets, point counts, budgets and schedules as
+``benchmarks/pinn_sampling.py`` (``--schedule adam|rounds|paper``, ``--budget-scale``, ``--dtype``), relative L2
+error and training time, and the ratios.
 
 DeepXDE runs in a separate interpreter (``--peer-python``, a venv with ``deepxde`` and the same torch; never the
 project's venv) as a subprocess of this script in ``--worker`` mode, which imports only deepxde/numpy/scipy. Per
 (problem, sampler, seed) the two implementations run back to back, alternating which goes first, so drift of the
-machine hits both alike.
+machine hits both alike. Our side is the sweep's own run (``pinn_sampling.run_one``).
 
-DeepXDE side (as Wu et al.'s ``lu-group/pinn-sampling`` scripts, with our schedule): ``dde.data.TimePDE``/``PDE`` with
+DeepXDE side (as Wu et al.'s ``lu-group/pinn-sampling`` scripts): ``dde.data.TimePDE``/``PDE`` with
 ``train_distribution="pseudo"`` (uniform random), ``FNN(..., "tanh", "Glorot normal")``, hard IC/BC output transforms
-for Burgers/Allen-Cahn and a soft ``DirichletBC`` for the peak; Adam (lr 1e-3) in rounds of ``period`` iterations; RAD
-between rounds (fresh uniform candidates, ``|r|^k/mean|r|^k + c``, ``numpy.random.choice(replace=False)``,
-``data.replace_with_anchors``); Random-R through ``dde.callbacks.PDEPointResampler(period=100)``; then L-BFGS for the
-same number of iterations as ours (``lbfgs * lbfgs_iter``). Time: training only (model building, data loading and
-imports excluded, on both sides).
+for Burgers/Allen-Cahn and a soft ``DirichletBC`` for the peak, ``dde.config.set_default_float`` for ``--dtype``;
+every Adam phase a fresh ``compile("adam", lr=1e-3)``; RAD with fresh uniform candidates, ``|r|^k/mean|r|^k + c``,
+``numpy.random.choice(replace=False)``, ``data.replace_with_anchors``: every ``period`` Adam steps under the Adam
+schedule, before every round under the rounds/paper schedules; Random-R through
+``dde.callbacks.PDEPointResampler(period=100)``; L-BFGS phases of the same iteration counts as ours (history 50,
+calls of ``lbfgs_iter`` iterations). Time: training only (model building, data loading and imports excluded, on
+both sides). Under ``--schedule paper`` our side keeps its state under ``runs/pinn_deepxde/resume/`` and resumes
+after a stop; DeepXDE's side has no checkpoints and starts over.
 
 usage: python benchmarks/pinn_deepxde.py [--quick] [--peer-python PEER_VENV/bin/python]
        [--problems burgers allen_cahn peak] [--samplers uniform random_r rad] [--seeds 0 1 2] [--threads 1]
+       [--schedule adam|rounds|paper] [--budget-scale 1] [--dtype float32|float64]
        [--out benchmarks/results/pinn_deepxde.json] [--fresh]
 """
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +38,15 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+RUNS = HERE.parent / "runs" / "pinn_deepxde"
+SCHEDULES = {
+    "adam": "Adam lr 1e-3 (RAD refining every `period` steps, Random-R every min(100, period)), then lbfgs x "
+            "lbfgs_iter L-BFGS iterations on the final set",
+    "rounds": "Wu et al.'s shape: Adam + L-BFGS, then `rounds` x (RAD refinement, a fresh Adam for round_adam "
+              "steps, L-BFGS for round_lbfgs iterations on the fixed set); Random-R redraws every 100 Adam steps",
+    "paper": "Wu et al.'s own budgets (pinn_sampling.PAPER_ROUNDS): RAD 15000 Adam + 1000 L-BFGS + 100 x (1000 + "
+             "1000); uniform/Random-R 15000 Adam + one L-BFGS phase of 15000",
+}
 DEFAULT_PEER = os.environ.get("SCIML_DEEPXDE_PYTHON")  # the peer venv's interpreter
 
 
@@ -47,6 +62,8 @@ def deepxde_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     b, problem, sampler, seed = spec["budget"], spec["problem"], spec["sampler"], int(spec["seed"])
     dde.config.set_random_seed(seed)
+    if spec.get("dtype", "float32") == "float64":
+        dde.config.set_default_float("float64")
     n = int(b["n_points"])
     period = int(b["period"])
     data_dir = Path(spec["data_dir"])
@@ -109,70 +126,84 @@ def deepxde_worker(spec: dict[str, Any]) -> dict[str, Any]:
     model = dde.Model(data, net)
     rng = np.random.default_rng(seed)
     k, c = float(spec.get("k", 1.0)), float(spec.get("c", 1.0))
-    adam = int(b["adam"])
-    model.compile("adam", lr=1e-3)  # the first compile imports and builds for seconds: not timed
-    t0, c0 = time.perf_counter(), time.process_time()
-    if sampler == "rad":
-        done = 0
-        while done < adam:
-            it = min(period, adam - done)
-            model.train(iterations=it, display_every=max(it, 1), disregard_previous_best=True, verbose=0)
-            done += it
-            if done < adam:
-                cand = geom.random_points(int(b["candidates"]))
-                res = np.abs(model.predict(cand, operator=pde)).astype(np.float64).reshape(-1)
-                dens = res ** k / np.mean(res ** k) + c
-                ids = rng.choice(len(cand), size=n, replace=False, p=dens / dens.sum())
-                data.replace_with_anchors(cand[ids])
-    elif sampler == "random_r":
-        resampler = dde.callbacks.PDEPointResampler(period=min(100, period))
-        model.train(iterations=adam, display_every=period, callbacks=[resampler], verbose=0)
-    elif sampler == "uniform":
-        model.train(iterations=adam, display_every=period, verbose=0)
-    else:
-        raise SystemExit(f"deepxde worker: unknown sampler {sampler!r}")
-    t_adam = time.perf_counter() - t0
-    y_adam = model.predict(x_test)
-    err_adam = float(np.linalg.norm(y_adam - y_test) / np.linalg.norm(y_test))
-    iters = int(b["lbfgs"]) * int(b["lbfgs_iter"])
-    t1 = time.perf_counter()
-    if iters > 0:
+    rounds = int(b.get("rounds", 0))
+
+    def resample_rad() -> None:  # Wu et al.'s RAD: fresh candidates, |r|^k/mean|r|^k + c, without replacement
+        cand = geom.random_points(int(b["candidates"]))
+        res = np.abs(model.predict(cand, operator=pde)).astype(np.float64).reshape(-1)
+        dens = res ** k / np.mean(res ** k) + c
+        ids = rng.choice(len(cand), size=n, replace=False, p=dens / dens.sum())
+        data.replace_with_anchors(cand[ids])
+
+    def adam_phase(steps: int) -> None:  # a fresh Adam (DeepXDE's compile makes a new optimizer)
+        model.compile("adam", lr=1e-3)
+        if sampler == "rad" and not rounds:  # Adam schedule: RAD refines every `period` steps inside the phase
+            done = 0
+            while done < steps:
+                it = min(period, steps - done)
+                model.train(iterations=it, display_every=max(it, 1), disregard_previous_best=True, verbose=0)
+                done += it
+                if done < steps:
+                    resample_rad()
+        elif sampler == "random_r":
+            resampler = dde.callbacks.PDEPointResampler(period=min(100, period))
+            model.train(iterations=steps, display_every=max(steps, 1), callbacks=[resampler], verbose=0)
+        elif sampler in ("uniform", "rad"):
+            model.train(iterations=steps, display_every=max(steps, 1), verbose=0)
+        else:
+            raise SystemExit(f"deepxde worker: unknown sampler {sampler!r}")
+
+    def lbfgs_phase(iters: int) -> None:
+        if iters <= 0:
+            return
         dde.optimizers.config.set_LBFGS_options(maxcor=50, ftol=0, gtol=1e-9, maxiter=iters, maxls=50)
         # DeepXDE 1.15 derives the per-call iteration cap (torch LBFGS max_iter) from maxiter only at import time
-        # (1000); set it as our outer steps: lbfgs calls of lbfgs_iter iterations each
+        # (1000); set it as our outer steps: calls of lbfgs_iter iterations each
         opts = dde.optimizers.config.LBFGS_options
         opts["iter_per_step"] = int(b["lbfgs_iter"])
         opts["fun_per_step"] = int(1.25 * int(b["lbfgs_iter"]))
         model.compile("L-BFGS")
         model.train(display_every=max(iters, 1), verbose=0)
+
+    model.compile("adam", lr=1e-3)  # the first compile imports and builds for seconds: not timed
+    t0, c0 = time.perf_counter(), time.process_time()
+    adam_phase(int(b["adam"]))
+    t_adam = time.perf_counter() - t0
+    y_adam = model.predict(x_test)
+    err_adam = float(np.linalg.norm(y_adam - y_test) / np.linalg.norm(y_test))
+    t1 = time.perf_counter()
+    lbfgs_phase(int(b["lbfgs"]) * int(b["lbfgs_iter"]))
     t_lbfgs = time.perf_counter() - t1
+    for _ in range(rounds):  # Wu et al.'s rounds: refine (RAD), fresh Adam, L-BFGS on the fixed set
+        t2 = time.perf_counter()
+        if sampler == "rad":
+            resample_rad()
+        if int(b["round_adam"]):
+            adam_phase(int(b["round_adam"]))
+        t3 = time.perf_counter()
+        t_adam += t3 - t2
+        lbfgs_phase(int(b["round_lbfgs"]))
+        t_lbfgs += time.perf_counter() - t3
     cpu = time.process_time() - c0
     y_pred = model.predict(x_test)
     err = float(np.linalg.norm(y_pred - y_test) / np.linalg.norm(y_test))
     return {"rel_l2": err, "rel_l2_adam": err_adam, "train_s": t_adam + t_lbfgs, "cpu_s": cpu, "adam_s": t_adam,
-            "lbfgs_s": t_lbfgs, "deepxde": dde.__version__, "torch": torch.__version__,
-            "num_points": int(len(data.train_x_all))}
+            "lbfgs_s": t_lbfgs, "iterations": int(model.train_state.step), "deepxde": dde.__version__,
+            "torch": torch.__version__, "num_points": int(len(data.train_x_all))}
 
 
 # ---------------------------------------------------------------------------------------------------- our side
-def ours(problem: str, sampler: str, seed: int, budget: dict[str, Any], k: float, c: float) -> dict[str, Any]:
-    from sciml.operators.pinn import make_problem, make_sampler, train_pinn
+def ours(problem: str, sampler: str, seed: int, budget: dict[str, Any], k: float, c: float, *, dtype: str,
+         run_dir: Path | None) -> dict[str, Any]:
+    """Our side: ``pinn_sampling.run_one`` (the sweep's run, validating only at the ends of phases)."""
+    from pinn_sampling import run_one
 
-    p = make_problem(problem, **budget["problem"])
-    if sampler == "rad":
-        s = make_sampler("rad", period=budget["period"], n_candidates=budget["candidates"], k=k, c=c)
-    elif sampler == "random_r":
-        s = make_sampler("random_r", period=min(100, budget["period"]))
-    else:
-        s = make_sampler("uniform")
-    p.reference()  # load outside the timed region, as the worker does
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = train_pinn(p, s, n_points=budget["n_points"], adam_steps=budget["adam"], lr=1e-3,
-                     lbfgs_steps=budget["lbfgs"], lbfgs_iterations=budget["lbfgs_iter"], width=budget["width"],
-                     depth=budget["depth"], seed=seed)
-    train_s, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"rel_l2": out["rel_l2"], "rel_l2_adam": out["rel_l2_adam"], "train_s": train_s, "cpu_s": cpu,
-            "adam_s": out["adam_s"], "lbfgs_s": out["lbfgs_s"], "num_points": out["num_points"]}
+    rec = run_one(problem, sampler, seed, budget, {"rad": {"k": k, "c": c}}, None, dtype=dtype, run_dir=run_dir,
+                  eval_every=0)
+    return {"rel_l2": rec["rel_l2"], "rel_l2_adam": rec["rel_l2_adam"], "train_s": rec["wall_s"],
+            "cpu_s": rec["cpu_s"], "adam_s": rec["adam_s"], "lbfgs_s": rec["lbfgs_s"],
+            "num_points": rec["num_points"], "resumed_phases": rec["resumed_phases"],
+            "iterations": rec["adam_total"] + rec["lbfgs_total"]}
 
 
 def run_peer(peer: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -194,14 +225,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--peer-python", default=DEFAULT_PEER)
-    p.add_argument("--problems", nargs="+", default=["burgers", "allen_cahn", "peak"],
-                   choices=["burgers", "allen_cahn", "peak"])
+    p.add_argument("--problems", nargs="+", default=None, choices=["burgers", "allen_cahn", "peak"],
+                   help="default: all three (the paper schedule: burgers allen_cahn)")
     p.add_argument("--samplers", nargs="+", default=["uniform", "random_r", "rad"],
                    choices=["uniform", "random_r", "rad"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--k", type=float, default=1.0)
     p.add_argument("--c", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--schedule", choices=["adam", "rounds", "paper"], default="adam",
+                   help="the budgets and schedules of benchmarks/pinn_sampling.py (paper: Wu et al.'s own, hours "
+                        "per run on each side)")
+    p.add_argument("--budget-scale", type=float, default=1.0)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--out", default=None)
     p.add_argument("--fresh", action="store_true")
     args = p.parse_args(argv)
@@ -214,23 +250,38 @@ def main(argv: list[str] | None = None) -> None:
 
     sys.path.insert(0, str(HERE))
     from _common import ResultFile, log, mean_std
-    from pinn_sampling import BUDGETS, PUBLISHED, QUICK
+    from pinn_sampling import PUBLISHED, run_key, run_tag, sampler_budget, schedule_budgets
 
     from sciml.operators.pinn import shared_data_root
 
     torch.set_num_threads(args.threads)
     if not args.peer_python or not Path(args.peer_python).exists():
         raise SystemExit(f"--peer-python {args.peer_python} not found (a venv with deepxde, see docs/pinn.md)")
-    budgets = QUICK if args.quick else BUDGETS
+    if args.problems is None:
+        args.problems = ["burgers", "allen_cahn"] + ([] if args.schedule == "paper" else ["peak"])
+    if not args.budget_scale > 0:
+        raise SystemExit(f"--budget-scale must be > 0, got {args.budget_scale}")
+    budgets = schedule_budgets(args.schedule, args.problems, args.samplers, quick=args.quick,
+                               scale=args.budget_scale)
     if args.quick:
         args.seeds = args.seeds[:1]
     data_dir = shared_data_root() / "pde" / "deepxde"
-    out = args.out or str(RESULTS / ("pinn_deepxde" + ("_quick" if args.quick else "") + ".json"))
+    budget_tag = run_tag(args.schedule, args.budget_scale, args.dtype, "", "")
+    name = "pinn_deepxde" + ("_" + budget_tag.replace("/", "_") if budget_tag else "")
+    out = args.out or str(RESULTS / (name + ("_quick" if args.quick else "") + ".json"))
     cfg = {"task": "pinn_vs_deepxde", "budgets": {q: budgets[q] for q in args.problems}, "k": args.k, "c": args.c,
            "threads": args.threads, "quick": args.quick, "published_wu2023": PUBLISHED,
            "schedule": "Adam lr 1e-3 in rounds of `period` (RAD between rounds; Random-R every min(100, period)), "
                        "then lbfgs*lbfgs_iter L-BFGS iterations on the final set; float32 on both sides"}
+    if budget_tag:  # the first comparison's config is unchanged, so its file still resumes
+        cfg.update({"budgets": {q: budgets[q] for q in args.problems}, "schedule": args.schedule,
+                    "budget_scale": args.budget_scale, "dtype": args.dtype,
+                    "schedule_text": SCHEDULES[args.schedule]})
     results = ResultFile(out, cfg, fresh=args.fresh or args.quick)
+    # our side of a paper-budget run resumes after a stop (train_pinn's run_dir; DeepXDE's side starts over)
+    resume_root = (Path(out).parent if args.quick else RUNS) / "resume" / Path(out).stem
+    if args.fresh or args.quick:
+        shutil.rmtree(resume_root, ignore_errors=True)
     log(f"problems {args.problems}, samplers {args.samplers}, seeds {args.seeds}, peer {args.peer_python} -> {out}")
     for prob in args.problems:
         if prob in ("burgers", "allen_cahn"):
@@ -240,21 +291,26 @@ def main(argv: list[str] | None = None) -> None:
                 continue
         for s in args.samplers:
             for seed in args.seeds:
-                key = f"{prob}/{s}/seed{seed}"
+                key = run_key(prob, s, seed, run_tag(args.schedule, args.budget_scale, args.dtype, s, ""))
+                run_dir = resume_root / key.replace("/", "_") if args.schedule == "paper" else None
                 if results.done(key):
                     continue
-                spec = {"problem": prob, "sampler": s, "seed": seed, "budget": budgets[prob], "k": args.k,
-                        "c": args.c, "threads": args.threads, "data_dir": str(data_dir)}
+                budget = sampler_budget(budgets[prob], s, args.schedule)
+                spec = {"problem": prob, "sampler": s, "seed": seed, "budget": budget, "k": args.k,
+                        "c": args.c, "threads": args.threads, "data_dir": str(data_dir), "dtype": args.dtype}
                 order = ["sciml", "deepxde"] if seed % 2 == 0 else ["deepxde", "sciml"]
                 rec: dict[str, Any] = {}
                 for impl in order:
                     if impl == "sciml":
-                        rec["sciml"] = ours(prob, s, seed, budgets[prob], args.k, args.c)
+                        rec["sciml"] = ours(prob, s, seed, budget, args.k, args.c, dtype=args.dtype,
+                                            run_dir=run_dir)
                     else:
                         rec["deepxde"] = run_peer(args.peer_python, spec)
                 rec["time_ratio_deepxde_over_sciml"] = rec["deepxde"]["train_s"] / rec["sciml"]["train_s"]
                 rec["cpu_ratio_deepxde_over_sciml"] = rec["deepxde"]["cpu_s"] / rec["sciml"]["cpu_s"]
                 results.add(key, rec)
+                if run_dir is not None:
+                    shutil.rmtree(run_dir, ignore_errors=True)
                 log(f"{key}: sciml {rec['sciml']['rel_l2']:.3e} in {rec['sciml']['train_s']:.1f}s | DeepXDE "
                     f"{rec['deepxde']['rel_l2']:.3e} in {rec['deepxde']['train_s']:.1f}s "
                     f"(wall ratio {rec['time_ratio_deepxde_over_sciml']:.2f}, "
@@ -262,8 +318,9 @@ def main(argv: list[str] | None = None) -> None:
     summary: dict[str, Any] = {}
     for prob in args.problems:
         for s in args.samplers:
-            runs = [results.data["runs"][f"{prob}/{s}/seed{i}"] for i in args.seeds
-                    if results.done(f"{prob}/{s}/seed{i}")]
+            keys = [run_key(prob, s, i, run_tag(args.schedule, args.budget_scale, args.dtype, s, ""))
+                    for i in args.seeds]
+            runs = [results.data["runs"][key] for key in keys if results.done(key)]
             if not runs:
                 continue
             summary.setdefault(prob, {})[s] = {

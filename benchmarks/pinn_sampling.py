@@ -122,6 +122,28 @@ def sampler_budget(budget: dict[str, Any], sampler: str, schedule: str) -> dict[
     return budget
 
 
+def schedule_budgets(schedule: str, problems: list[str], samplers: list[str], *, quick: bool = False,
+                     scale: float = 1.0) -> dict[str, dict[str, Any]]:
+    """Every problem's budget under ``schedule`` (``adam``: ``BUDGETS``, ``rounds``: ``ROUNDS``, ``paper``:
+    ``PAPER_ROUNDS``; their ``QUICK`` forms with ``quick``) scaled by ``scale``; exits with a message when the paper
+    schedule is asked for problems or samplers that Wu et al. have no budget for."""
+    if schedule == "paper":
+        flow = [x for x in samplers if x in FLOW_SAMPLERS]
+        if flow:
+            raise SystemExit(f"--schedule paper is Wu et al.'s budget for their samplers; {flow} have no such "
+                             "budget (use --schedule rounds)")
+        other = [q for q in problems if q not in PAPER_ROUNDS]
+        if other:
+            raise SystemExit(f"--schedule paper: Wu et al.'s budgets exist for {sorted(PAPER_ROUNDS)} only, not "
+                             f"{other} (pass --problems burgers allen_cahn)")
+        base = QUICK_ROUNDS if quick else PAPER_ROUNDS
+    elif schedule == "rounds":
+        base = QUICK_ROUNDS if quick else ROUNDS
+    else:
+        base = QUICK if quick else BUDGETS
+    return {k: scaled(v, scale) for k, v in base.items()}
+
+
 def scaled(budget: dict[str, Any], scale: float) -> dict[str, Any]:
     """``budget`` with Adam steps, L-BFGS outer steps and the number of rounds multiplied by ``scale`` (the
     refinement period and the per-round Adam/L-BFGS counts stay; the schedule's shape is kept, at least 1 each)."""
@@ -203,15 +225,22 @@ def grid_mse(problem: Any, model: torch.nn.Module) -> float | None:
 
 def run_one(problem_name: str, sampler_name: str, seed: int, budget: dict[str, Any],
             overrides: dict[str, dict[str, Any]], artifacts: Path | None, *, dtype: str = "float32",
-            aas_lbfgs: str = "sampler", tag: str = "", run_dir: Path | None = None) -> dict[str, Any]:
+            aas_lbfgs: str = "sampler", tag: str = "", run_dir: Path | None = None,
+            eval_every: int | None = None) -> dict[str, Any]:
+    """One training run of ``sampler_name`` on ``problem_name`` under ``budget``; the timings cover
+    :func:`train_pinn` only (the reference solution is loaded before). ``eval_every``: validation period (default:
+    the refinement period under the Adam schedule, phase ends only under rounds)."""
     problem = make_problem(problem_name, **budget["problem"], dtype=getattr(torch, dtype))
+    problem.reference()
     kw = sampler_kwargs(sampler_name, budget, overrides)
     sampler = make_sampler(sampler_name, **kw)
     lbfgs_points = aas_lbfgs if sampler_name == "aas" else "sampler"
+    if eval_every is None:
+        eval_every = 0 if budget.get("rounds") else budget["period"]
     t0, c0 = time.perf_counter(), time.process_time()
     out = train_pinn(problem, sampler, n_points=budget["n_points"], adam_steps=budget["adam"], lr=1e-3,
                      lbfgs_steps=budget["lbfgs"], lbfgs_iterations=budget["lbfgs_iter"], width=budget["width"],
-                     depth=budget["depth"], seed=seed, eval_every=0 if budget.get("rounds") else budget["period"],
+                     depth=budget["depth"], seed=seed, eval_every=eval_every,
                      rounds=budget.get("rounds", 0), round_adam=budget.get("round_adam", 0),
                      round_lbfgs=budget.get("round_lbfgs", 0), lbfgs_points=lbfgs_points,
                      run_dir=None if run_dir is None else str(run_dir))
@@ -398,21 +427,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.samplers is None:
         args.samplers = [x for x in ALL_SAMPLERS if x not in FLOW_SAMPLERS] if args.schedule == "paper" \
             else list(ALL_SAMPLERS)
-    if args.schedule == "paper":
-        flow = [x for x in args.samplers if x in FLOW_SAMPLERS]
-        if flow:
-            raise SystemExit(f"--schedule paper is Wu et al.'s budget for their samplers; {flow} have no such "
-                             "budget (use --schedule rounds)")
-        other = [q for q in args.problems if q not in PAPER_ROUNDS]
-        if other:
-            raise SystemExit(f"--schedule paper: Wu et al.'s budgets exist for {sorted(PAPER_ROUNDS)} only, not "
-                             f"{other} (pass --problems burgers allen_cahn)")
-        base = QUICK_ROUNDS if args.quick else PAPER_ROUNDS
-    elif args.schedule == "rounds":
-        base = QUICK_ROUNDS if args.quick else ROUNDS
-    else:
-        base = QUICK if args.quick else BUDGETS
-    budgets = {k: scaled(v, args.budget_scale) for k, v in base.items()}
+    budgets = schedule_budgets(args.schedule, args.problems, args.samplers, quick=args.quick,
+                               scale=args.budget_scale)
     if args.quick:
         args.seeds = args.seeds[:1]
     overrides = json.loads(args.sampler_kwargs)

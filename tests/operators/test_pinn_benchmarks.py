@@ -116,3 +116,20 @@ def test_pinn_deepxde_quick_run(tmp_path):
     data = _run("pinn_deepxde", tmp_path, "--peer-python", PEER, "--problems", "peak", "--samplers", "rad")
     rec = data["runs"]["peak/rad/seed0"]
     assert rec["sciml"]["rel_l2"] > 0 and rec["deepxde"]["rel_l2"] > 0 and rec["time_ratio_deepxde_over_sciml"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PEER or not Path(PEER).exists(), reason="set SCIML_DEEPXDE_PYTHON to a venv's python with deepxde")
+def test_pinn_deepxde_quick_rounds_run(tmp_path):
+    """Wu et al.'s rounds on both sides, float64: the runs are keyed by their budget, and both sides ran every Adam
+    step of every phase and some L-BFGS iterations after them (DeepXDE tops its L-BFGS phases up to the iterations
+    asked for; ours counts what torch ran, at most that)."""
+    data = _run("pinn_deepxde", tmp_path, "--peer-python", PEER, "--problems", "burgers", "--samplers", "rad",
+                "--schedule", "rounds", "--dtype", "float64")
+    b = data["config"]["budgets"]["burgers"]
+    assert data["config"]["schedule"] == "rounds" and data["config"]["dtype"] == "float64"
+    rec = data["runs"]["burgers/rad/rounds/float64/seed0"]
+    adam = b["adam"] + b["rounds"] * b["round_adam"]
+    lbfgs = b["lbfgs"] * b["lbfgs_iter"] + b["rounds"] * b["round_lbfgs"]
+    assert adam < rec["sciml"]["iterations"] <= adam + lbfgs < rec["deepxde"]["iterations"] + 1
+    assert rec["sciml"]["rel_l2"] > 0 and rec["deepxde"]["rel_l2"] > 0
