@@ -48,6 +48,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 from _common import ResultFile, log, mean_std  # noqa: E402
 
 from sciml.operators.pinn.demo import DEMO_AAS, peak_fraction  # noqa: E402
+from sciml.operators.pinn.flow_samplers import uniform_ratio_weights  # noqa: E402
 from sciml.operators.pinn.problems import PoissonPeak2D  # noqa: E402
 from sciml.operators.pinn.sampling import CollocationSampler  # noqa: E402
 from sciml.operators.pinn.training import train_pinn  # noqa: E402
@@ -81,11 +82,14 @@ class OracleSampler(CollocationSampler):
         gauss = torch.cat(chunks)[:n_gauss]
         self.points = torch.cat([problem.domain.sample(self.n_points - n_gauss, "uniform", self.generator), gauss])
         # the normalising mass of the truncated Gaussian is 1 to within 1e-100 here (the box edge is >= 12 sigma away)
-        dens = torch.exp(-((self.points - self.center.to(lo)) ** 2).sum(1) / (2 * self.sigma ** 2)) \
-            / (2 * math.pi * self.sigma ** 2)
-        q = (1 - self.share) / problem.domain.volume + self.share * dens
-        w = (1 / problem.domain.volume) / q
-        self.weights = w / w.mean()
+        log_gauss = -((self.points - self.center.to(lo)) ** 2).sum(1) / (2 * self.sigma ** 2) \
+            - math.log(2 * math.pi * self.sigma ** 2)
+        log_volume = math.log(problem.domain.volume)
+        log_uniform_share = math.log(1 - self.share) if self.share < 1 else -math.inf
+        log_gauss_share = math.log(self.share) if self.share > 0 else -math.inf
+        log_q = torch.logaddexp(log_uniform_share - log_volume + torch.zeros_like(log_gauss),
+                                log_gauss_share + log_gauss)
+        self.weights = uniform_ratio_weights(log_q, log_volume)
 
     def setup(self, problem, n_points: int, generator: torch.Generator) -> None:
         super().setup(problem, n_points, generator)
@@ -98,6 +102,13 @@ class OracleSampler(CollocationSampler):
     def update(self, step: int, model: torch.nn.Module) -> bool:
         self._draw()
         return True
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "weights": self.weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.weights = state["weights"]
 
 
 def error_split(problem: PoissonPeak2D, model: torch.nn.Module, radius: float = 0.1) -> dict[str, float]:

@@ -29,7 +29,7 @@ from sciml.errors import ConfigError, check_int
 from sciml.operators.pinn.flow import BoundedFlow
 from sciml.operators.pinn.sampling import evaluate_residual
 
-__all__ = ["DASSampler", "AASSampler", "squared_residual", "SAMPLERS"]
+__all__ = ["DASSampler", "AASSampler", "squared_residual", "uniform_ratio_weights", "SAMPLERS"]
 
 
 def squared_residual(problem, model, x: Tensor, chunk: int = 4096) -> Tensor:
@@ -62,9 +62,11 @@ def _make_flow(problem, generator: torch.Generator, flow_kwargs: dict, like: Ten
     return flow.to(dtype=like.dtype, device=like.device)
 
 
-def _uniform_ratio_weights(log_q: Tensor, log_volume: float) -> Tensor:
-    """Importance weights :math:`(1/|\\Omega|)/q(x)` scaled to mean 1 (so the weighted mean of r^2 estimates its
-    uniform average over the domain)."""
+def uniform_ratio_weights(log_q: Tensor, log_volume: float) -> Tensor:
+    """Importance weights :math:`(1/|\\Omega|)/q(x)` of points drawn from :math:`q`, from ``log_q`` (natural log of
+    :math:`q` at the points) and the log-volume of the domain, scaled to mean 1 (so the weighted mean of r^2 estimates
+    its uniform average over the domain); computed in log space, so a density of 1e-300 far from the mass does not
+    overflow."""
     logw = -log_volume - log_q
     w = torch.exp(logw - logw.max())
     return w / w.mean()
@@ -195,7 +197,7 @@ class DASSampler(_FlowSamplerBase):
         self._require_setup()
         if not self.importance_weights:
             return self.points, None
-        return self.points, _uniform_ratio_weights(self.log_q, self.log_volume)
+        return self.points, uniform_ratio_weights(self.log_q, self.log_volume)
 
     round_based = True
 
@@ -362,7 +364,7 @@ class AASSampler(_FlowSamplerBase):
                                     torch.full_like(log_p, math.log(eta) - self.log_volume))
         else:
             log_q = log_p
-        return self.points, _uniform_ratio_weights(log_q, self.log_volume)
+        return self.points, uniform_ratio_weights(log_q, self.log_volume)
 
     def flow_step(self, model, x: Tensor) -> dict:
         """One ascent step of the flow on the fixed samples ``x`` (drawn from the current flow)."""

@@ -92,6 +92,10 @@ def test_benchmark_oracle_sampler_weights_and_error_split():
     assert float(bump.mean()) > 20 * exact  # the plain mean over the concentrated points is another objective
     old = x.clone()
     assert sampler.update(1, torch.nn.Linear(2, 1)) and not torch.equal(sampler.batch()[0], old)  # fresh each step
+    copy = module.OracleSampler(importance_weights=True)  # a resumed run gets the same batch and weights back
+    copy.setup(problem, 20000, torch.Generator().manual_seed(1))
+    copy.load_state_dict(sampler.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(copy.batch(), sampler.batch()))
     plain = module.OracleSampler()
     plain.setup(problem, 10, torch.Generator().manual_seed(0))
     assert plain.batch()[1] is None
