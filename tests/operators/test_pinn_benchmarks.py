@@ -2,15 +2,12 @@
 accuracy asserted, only that every run finished and recorded its error and time)."""
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from sciml.testing import load_script
+from sciml.testing import load_script, run_quick
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 PEER = os.environ.get("SCIML_DEEPXDE_PYTHON", "")
@@ -79,12 +76,7 @@ def test_paper_schedule_is_wu_et_al_budget_per_sampler():
 
 
 def _run(script: str, tmp_path: Path, *extra: str) -> dict:
-    out = tmp_path / f"{script}.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONSAFEPATH": "1"}
-    proc = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), "--quick", "--out", str(out), *extra],
-                          capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text())
+    return run_quick(BENCH / f"{script}.py", tmp_path / f"{script}.json", *extra, timeout=900)
 
 
 @pytest.mark.slow
