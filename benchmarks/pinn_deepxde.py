@@ -1,7 +1,7 @@
-"""sciml's PINN sampling against DeepXDE (PyTorch backend), side by side in one run: Burgers, Allen-Cahn and the 2-D
-Poisson peak with uniform (fixed), Random-R and RAD, the same nets, point counts, budgets and schedules as
-``benchmarks/pinn_sampling.py`` (``--schedule adam|rounds|paper``, ``--budget-scale``, ``--dtype``), relative L2
-error and training time, and the ratios.
+"""sciml's PINN sampling against DeepXDE (PyTorch backend), side by side in one run: Burgers, Allen-Cahn, the 2-D
+Poisson peak and the 10-D exponential problem with uniform (fixed), Random-R and RAD, the same nets, point counts,
+budgets and schedules as ``benchmarks/pinn_sampling.py`` (``--schedule adam|rounds|paper``, ``--budget-scale``,
+``--dtype``), relative L2 error and training time, and the ratios.
 
 DeepXDE runs in a separate interpreter (``--peer-python``, a venv with ``deepxde`` and the same torch; never the
 project's venv) as a subprocess of this script in ``--worker`` mode, which imports only deepxde/numpy/scipy. Per
@@ -10,8 +10,9 @@ machine hits both alike. Our side is the sweep's own run (``pinn_sampling.run_on
 
 DeepXDE side (as Wu et al.'s ``lu-group/pinn-sampling`` scripts): ``dde.data.TimePDE``/``PDE`` with
 ``train_distribution="pseudo"`` (uniform random), ``FNN(..., "tanh", "Glorot normal")``, hard IC/BC output transforms
-for Burgers/Allen-Cahn and a soft ``DirichletBC`` for the peak, ``dde.config.set_default_float`` for ``--dtype``;
-every Adam phase a fresh ``compile("adam", lr=1e-3)``; RAD with fresh uniform candidates, ``|r|^k/mean|r|^k + c``,
+for Burgers/Allen-Cahn and a soft ``DirichletBC`` for the Poisson problems (scored on our reference points and
+weights: the peak's grid, the 10-D problem's importance-weighted mixture), ``dde.config.set_default_float`` for
+``--dtype``; every Adam phase a fresh ``compile("adam", lr=1e-3)``; RAD with fresh uniform candidates, ``|r|^k/mean|r|^k + c``,
 ``numpy.random.choice(replace=False)``, ``data.replace_with_anchors``: every ``period`` Adam steps under the Adam
 schedule, before every round under the rounds/paper schedules; Random-R through
 ``dde.callbacks.PDEPointResampler(period=100)``; L-BFGS phases of the same iteration counts as ours (history 50,
@@ -20,7 +21,7 @@ both sides). Under ``--schedule paper`` our side keeps its state under ``runs/pi
 after a stop; DeepXDE's side has no checkpoints and starts over.
 
 usage: python benchmarks/pinn_deepxde.py [--quick] [--peer-python PEER_VENV/bin/python]
-       [--problems burgers allen_cahn peak] [--samplers uniform random_r rad] [--seeds 0 1 2] [--threads 1]
+       [--problems burgers allen_cahn peak exp] [--samplers uniform random_r rad] [--seeds 0 1 2] [--threads 1]
        [--schedule adam|rounds|paper] [--budget-scale 1] [--dtype float32|float64]
        [--out benchmarks/results/pinn_deepxde.json] [--fresh]
 """
@@ -32,6 +33,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -96,30 +98,33 @@ def deepxde_worker(spec: dict[str, Any]) -> dict[str, Any]:
             t, xg, u = d["t"], d["x"], d["u"]
         xx, tt = np.meshgrid(xg, t)
         x_test = np.vstack((np.ravel(xx), np.ravel(tt))).T
-        y_test = u.flatten()[:, None]
+        y_test, weights = u.flatten()[:, None], None
         data = dde.data.TimePDE(geom, pde, [], num_domain=n, train_distribution="pseudo")
         net = dde.nn.FNN([2] + [int(b["width"])] * int(b["depth"]) + [1], "tanh", "Glorot normal")
         net.apply_output_transform(transform)
-    elif problem == "peak":
-        a = float(b["problem"].get("sharpness", 1000.0))
-        geom = dde.geometry.Rectangle([-1, -1], [1, 1])
+    elif problem in ("peak", "exp"):  # -Laplace(u) = f, u = exp(-a |x - c|^2), soft Dirichlet data from u
+        if problem == "peak":
+            a, dim, center = float(b["problem"].get("sharpness", 1000.0)), 2, 0.5
+        else:
+            a, dim, center = 10.0, int(b["problem"].get("dim", 10)), 0.0
+        geom = dde.geometry.Rectangle([-1, -1], [1, 1]) if dim == 2 else \
+            dde.geometry.Hypercube([-1.0] * dim, [1.0] * dim)
 
         def exact_np(x):
-            return np.exp(-a * ((x[:, 0:1] - 0.5) ** 2 + (x[:, 1:2] - 0.5) ** 2))
+            return np.exp(-a * np.sum((x - center) ** 2, axis=1, keepdims=True))
 
         def pde(x, y):
-            r2 = (x[:, 0:1] - 0.5) ** 2 + (x[:, 1:2] - 0.5) ** 2
-            f = torch.exp(-a * r2) * (4 * a - 4 * a ** 2 * r2)
-            return -(dde.grad.hessian(y, x, i=0, j=0) + dde.grad.hessian(y, x, i=1, j=1)) - f
+            r2 = torch.sum((x - center) ** 2, dim=1, keepdim=True)
+            f = torch.exp(-a * r2) * (2 * a * dim - 4 * a ** 2 * r2)
+            return -sum(dde.grad.hessian(y, x, i=i, j=i) for i in range(dim)) - f
 
         bc = dde.icbc.DirichletBC(geom, exact_np, lambda x, on_boundary: on_boundary)
         data = dde.data.PDE(geom, pde, [bc], num_domain=n, num_boundary=int(b["problem"].get("num_boundary", 400)),
                             train_distribution="pseudo")
-        net = dde.nn.FNN([2] + [int(b["width"])] * int(b["depth"]) + [1], "tanh", "Glorot normal")
-        g = np.linspace(-1, 1, int(b["problem"].get("grid", 201)))
-        gx, gy = np.meshgrid(g, g, indexing="ij")
-        x_test = np.stack([gx.ravel(), gy.ravel()], 1)
-        y_test = exact_np(x_test)
+        net = dde.nn.FNN([dim] + [int(b["width"])] * int(b["depth"]) + [1], "tanh", "Glorot normal")
+        # our problem's own reference points (the peak's grid; the 10-D problem's importance-weighted mixture)
+        with np.load(spec["reference"]) as ref:
+            x_test, y_test, weights = ref["x"], ref["u"][:, None], ref["w"][:, None]
     else:
         raise SystemExit(f"deepxde worker: unknown problem {problem!r}")
 
@@ -169,8 +174,12 @@ def deepxde_worker(spec: dict[str, Any]) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
     adam_phase(int(b["adam"]))
     t_adam = time.perf_counter() - t0
-    y_adam = model.predict(x_test)
-    err_adam = float(np.linalg.norm(y_adam - y_test) / np.linalg.norm(y_test))
+    def rel_l2(pred):
+        if weights is None:
+            return float(np.linalg.norm(pred - y_test) / np.linalg.norm(y_test))
+        return float(np.sqrt(np.sum(weights * (pred - y_test) ** 2) / np.sum(weights * y_test ** 2)))
+
+    err_adam = rel_l2(model.predict(x_test))
     t1 = time.perf_counter()
     lbfgs_phase(int(b["lbfgs"]) * int(b["lbfgs_iter"]))
     t_lbfgs = time.perf_counter() - t1
@@ -185,8 +194,7 @@ def deepxde_worker(spec: dict[str, Any]) -> dict[str, Any]:
         lbfgs_phase(int(b["round_lbfgs"]))
         t_lbfgs += time.perf_counter() - t3
     cpu = time.process_time() - c0
-    y_pred = model.predict(x_test)
-    err = float(np.linalg.norm(y_pred - y_test) / np.linalg.norm(y_test))
+    err = rel_l2(model.predict(x_test))
     return {"rel_l2": err, "rel_l2_adam": err_adam, "train_s": t_adam + t_lbfgs, "cpu_s": cpu, "adam_s": t_adam,
             "lbfgs_s": t_lbfgs, "iterations": int(model.train_state.step), "deepxde": dde.__version__,
             "torch": torch.__version__, "num_points": int(len(data.train_x_all))}
@@ -225,8 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--peer-python", default=DEFAULT_PEER)
-    p.add_argument("--problems", nargs="+", default=None, choices=["burgers", "allen_cahn", "peak"],
-                   help="default: all three (the paper schedule: burgers allen_cahn)")
+    p.add_argument("--problems", nargs="+", default=None, choices=["burgers", "allen_cahn", "peak", "exp"],
+                   help="default: all four (the paper schedule: burgers allen_cahn)")
     p.add_argument("--samplers", nargs="+", default=["uniform", "random_r", "rad"],
                    choices=["uniform", "random_r", "rad"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -246,19 +254,20 @@ def main(argv: list[str] | None = None) -> None:
         print("RESULT " + json.dumps(rec), flush=True)
         return
 
+    import numpy as np
     import torch
 
     sys.path.insert(0, str(HERE))
     from _common import ResultFile, log, mean_std
     from pinn_sampling import PUBLISHED, run_key, run_tag, sampler_budget, schedule_budgets
 
-    from sciml.operators.pinn import shared_data_root
+    from sciml.operators.pinn import make_problem, shared_data_root
 
     torch.set_num_threads(args.threads)
     if not args.peer_python or not Path(args.peer_python).exists():
         raise SystemExit(f"--peer-python {args.peer_python} not found (a venv with deepxde, see docs/pinn.md)")
     if args.problems is None:
-        args.problems = ["burgers", "allen_cahn"] + ([] if args.schedule == "paper" else ["peak"])
+        args.problems = ["burgers", "allen_cahn"] + ([] if args.schedule == "paper" else ["peak", "exp"])
     if not args.budget_scale > 0:
         raise SystemExit(f"--budget-scale must be > 0, got {args.budget_scale}")
     budgets = schedule_budgets(args.schedule, args.problems, args.samplers, quick=args.quick,
@@ -283,12 +292,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.fresh or args.quick:
         shutil.rmtree(resume_root, ignore_errors=True)
     log(f"problems {args.problems}, samplers {args.samplers}, seeds {args.seeds}, peer {args.peer_python} -> {out}")
+    scratch = Path(tempfile.mkdtemp(prefix="pinn_deepxde_"))
     for prob in args.problems:
+        reference = None
         if prob in ("burgers", "allen_cahn"):
             needed = data_dir / ("Burgers.npz" if prob == "burgers" else "Allen_Cahn.mat")
             if not needed.exists():
                 log(f"{prob}: {needed} absent, skipped")
                 continue
+        else:  # the worker scores on our problem's reference points and weights (it cannot import sciml)
+            problem = make_problem(prob, **budgets[prob]["problem"], dtype=torch.float64)
+            pts, ref = problem.reference()
+            w = problem.reference_weights()
+            reference = scratch / f"{prob}.npz"
+            np.savez(reference, x=pts.double().numpy(), u=ref.double().numpy(),
+                     w=(torch.ones_like(ref) if w is None else w).double().numpy())
         for s in args.samplers:
             for seed in args.seeds:
                 key = run_key(prob, s, seed, run_tag(args.schedule, args.budget_scale, args.dtype, s, ""))
@@ -297,7 +315,8 @@ def main(argv: list[str] | None = None) -> None:
                     continue
                 budget = sampler_budget(budgets[prob], s, args.schedule)
                 spec = {"problem": prob, "sampler": s, "seed": seed, "budget": budget, "k": args.k,
-                        "c": args.c, "threads": args.threads, "data_dir": str(data_dir), "dtype": args.dtype}
+                        "c": args.c, "threads": args.threads, "data_dir": str(data_dir), "dtype": args.dtype,
+                        "reference": None if reference is None else str(reference)}
                 order = ["sciml", "deepxde"] if seed % 2 == 0 else ["deepxde", "sciml"]
                 rec: dict[str, Any] = {}
                 for impl in order:
@@ -315,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{rec['deepxde']['rel_l2']:.3e} in {rec['deepxde']['train_s']:.1f}s "
                     f"(wall ratio {rec['time_ratio_deepxde_over_sciml']:.2f}, "
                     f"CPU ratio {rec['cpu_ratio_deepxde_over_sciml']:.2f})")
+    shutil.rmtree(scratch, ignore_errors=True)
     summary: dict[str, Any] = {}
     for prob in args.problems:
         for s in args.samplers:

@@ -105,9 +105,11 @@ def test_pinn_sampling_quick_rounds_run(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not PEER or not Path(PEER).exists(), reason="set SCIML_DEEPXDE_PYTHON to a venv's python with deepxde")
 def test_pinn_deepxde_quick_run(tmp_path):
-    data = _run("pinn_deepxde", tmp_path, "--peer-python", PEER, "--problems", "peak", "--samplers", "rad")
-    rec = data["runs"]["peak/rad/seed0"]
-    assert rec["sciml"]["rel_l2"] > 0 and rec["deepxde"]["rel_l2"] > 0 and rec["time_ratio_deepxde_over_sciml"] > 0
+    data = _run("pinn_deepxde", tmp_path, "--peer-python", PEER, "--problems", "peak", "exp", "--samplers", "rad")
+    for problem in ("peak", "exp"):
+        rec = data["runs"][f"{problem}/rad/seed0"]
+        assert rec["sciml"]["rel_l2"] > 0 and rec["deepxde"]["rel_l2"] > 0
+        assert rec["time_ratio_deepxde_over_sciml"] > 0
 
 
 @pytest.mark.slow
