@@ -1,23 +1,17 @@
 """Smoke test of benchmarks/sparse_ops.py --quick (slow: about half a minute on 2 cores; no timing asserted)."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from sciml.testing import run_quick
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sparse_ops.py"
 
 
 @pytest.mark.slow
 def test_sparse_ops_quick_benchmark_runs(tmp_path):
-    out = tmp_path / "sparse_ops_quick.json"
-    env = dict(os.environ, PYTHONSAFEPATH="1")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out)], capture_output=True,
-                          text=True, timeout=300, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result = run_quick(SCRIPT, tmp_path / "sparse_ops_quick.json", cwd=tmp_path, timeout=300)
     assert result["quick"] and result["results"]
     peers = {"ours", "torch_coo", "torch_csr", "pyg_spmm", "pyg_mp", "index_add"}
     for row in result["results"]:
@@ -77,13 +71,8 @@ def test_report_renders_both_allocators(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_sparse_ops_both_allocators_run(tmp_path):
-    out = tmp_path / "sparse_ops_cpu.json"
-    env = dict(os.environ, PYTHONSAFEPATH="1")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--reps", "1", "--warmup", "0", "--budget", "0.2",
-                           "--allocator", "both", "--out", str(out)], capture_output=True, text=True, timeout=300,
-                          env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    tuned = json.loads(out.read_text())
+    tuned = run_quick(SCRIPT, tmp_path / "sparse_ops_cpu.json", "--reps", "1", "--warmup", "0", "--budget", "0.2",
+                      "--allocator", "both", cwd=tmp_path, timeout=300)
     default = json.loads((tmp_path / "sparse_ops_cpu_default_alloc.json").read_text())
     assert tuned["machine"]["allocator"] == "tuned" and default["machine"]["allocator"] == "default"
     assert tuned["machine"]["allocator_env"]["GLIBC_TUNABLES"]

@@ -2,13 +2,11 @@
 
 Parts whose real data (../shared/data) is absent are skipped by the script itself; the generators always run."""
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from sciml.testing import run_quick
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "data_io.py"
@@ -18,11 +16,7 @@ DATA = ROOT.parent / "shared" / "data"
 @pytest.mark.slow
 def test_data_io_quick_benchmark_runs(tmp_path):
     out = tmp_path / "data_io_quick.json"
-    env = dict(os.environ, PYTHONSAFEPATH="1")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out)], capture_output=True,
-                          text=True, timeout=300, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result = run_quick(SCRIPT, out, cwd=tmp_path, timeout=300)
     assert result["benchmark"] == "data_io" and result["quick"] is True
     assert "torch" in result["machine"] and "h5py" in result["machine"] and "load_average" in result["machine"]
     assert {g["generator"] for g in result["generators"]} == {"darcy", "burgers"}

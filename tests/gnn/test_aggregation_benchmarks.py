@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from sciml.testing import load_script
+from sciml.testing import load_script, run_quick
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 DATA = os.environ.get("SCIML_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
@@ -67,12 +65,7 @@ def test_result_file_resumes_only_the_same_config(tmp_path):
 
 
 def _run(script: str, tmp_path: Path, *extra: str) -> dict:
-    out = tmp_path / f"{script}.json"
-    env = dict(os.environ, PYTHONSAFEPATH="1")
-    proc = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), "--quick", "--out", str(out), *extra],
-                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return json.loads(out.read_text())
+    return run_quick(BENCH / f"{script}.py", tmp_path / f"{script}.json", *extra, cwd=tmp_path, timeout=600)
 
 
 @pytest.mark.slow

@@ -3,15 +3,12 @@ its --quick run on the shared Cora (slow)."""
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from sciml.testing import load_script
+from sciml.testing import load_script, run_quick
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -59,12 +56,8 @@ def test_quick_run_on_shared_cora(bench, tmp_path):
     data_dir = load_script(BENCH / "_forwardgnn_data.py").shared_data_dir()
     if not (data_dir / "planetoid" / "Cora").exists():
         pytest.skip(f"{data_dir}: the shared Planetoid Cora is absent")
-    out = tmp_path / "fwd.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONSAFEPATH="1")
-    proc = subprocess.run([sys.executable, str(BENCH / "forwardgnn_reproduction.py"), "--quick", "--out", str(out),
-                           "--cache-dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    runs = json.loads(out.read_text())["runs"]
+    runs = run_quick(BENCH / "forwardgnn_reproduction.py", tmp_path / "fwd.json", "--cache-dir", str(tmp_path),
+                     timeout=600)["runs"]
     assert {(r["variant"], r["run_layers"]) for r in runs} == {("sf", 2), ("bp", 2)}
     sf = next(r for r in runs if r["variant"] == "sf")
     assert set(sf["depths"]) == {"1", "2"} and all(0.3 < m["test_acc"] <= 1 for m in sf["depths"].values())

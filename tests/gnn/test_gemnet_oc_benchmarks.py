@@ -2,16 +2,13 @@
 (slow; no accuracy asserted)."""
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from sciml.testing import load_script
+from sciml.testing import load_script, run_quick
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 DATA = os.environ.get("SCIML_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
@@ -38,13 +35,8 @@ def test_linear_baseline_is_sum_of_reference_energies():
 def test_s2ef_quick_runs(tmp_path):
     pytest.importorskip("ase")
     datasets = ["emt"] + (["oc20"] if (Path(DATA) / "molecular" / "oc20_relaxation_trajs").exists() else [])
-    out = tmp_path / "gemnet_oc_s2ef.json"
-    env = dict(os.environ, PYTHONSAFEPATH="1")
-    proc = subprocess.run([sys.executable, str(BENCH / "gemnet_oc_s2ef.py"), "--quick", "--out", str(out),
-                           "--data-root", DATA, "--datasets", *datasets], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result = run_quick(BENCH / "gemnet_oc_s2ef.py", tmp_path / "gemnet_oc_s2ef.json", "--data-root", DATA,
+                       "--datasets", *datasets, cwd=tmp_path, timeout=600)
     assert set(result["runs"]) == {f"{d}/{m}" for d in datasets for m in ("linear", "schnet", "gemnet_oc")}
     for run in result["runs"].values():
         assert 0 <= run["efwt"] <= 1 and run["force_mae"] >= 0 and -1 <= run["force_cos"] <= 1
@@ -82,12 +74,8 @@ def test_oc20_and_speed_quick_runs(tmp_path, script):
     pytest.importorskip("ase")
     if script == "gemnet_oc_oc20" and not (Path(DATA) / "molecular" / "oc20_relaxation_trajs").exists():
         pytest.skip("needs ../shared/data/molecular/oc20_relaxation_trajs")
-    out = tmp_path / f"{script}.json"
-    env = dict(os.environ, PYTHONSAFEPATH="1")
-    proc = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), "--quick", "--out", str(out),
-                           "--data-root", DATA], capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result = run_quick(BENCH / f"{script}.py", tmp_path / f"{script}.json", "--data-root", DATA, cwd=tmp_path,
+                       timeout=900)
     if script == "gemnet_oc_oc20":
         assert {k.rsplit("/", 1)[0] for k in result["runs"]} == {f"{p}/{m}" for p in ("id", "ood")
                                                                  for m in ("linear", "schnet", "gemnet_oc")}

@@ -4,10 +4,6 @@ loop, frozen vs trainable filters, permutation and batch-composition invariance 
 the reproduction/speed benchmarks' --quick runs (slow)."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +17,7 @@ from sciml.errors import ConfigError, ShapeError
 from sciml.gnn.graph_anomaly import PackedGraphs, synthetic_anomaly_graphs
 from sciml.gnn.rqgnn import ChebyshevFilterBank, RQGNN, RQPooling, normalized_laplacian, rayleigh_quotient
 from sciml.sparse import CSRAdjacency
+from sciml.testing import run_quick
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 
@@ -260,12 +257,7 @@ def test_errors_name_the_argument():
 
 
 def _run_quick(script: str, tmp_path: Path) -> dict:
-    out = tmp_path / f"{script}.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONSAFEPATH="1")
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return json.loads(out.read_text())
+    return run_quick(ROOT / "benchmarks" / f"{script}.py", tmp_path / f"{script}.json", timeout=600)
 
 
 @pytest.mark.slow

@@ -292,19 +292,12 @@ def test_local_sde_regularizer_on_a_torchsde_solve():
 
 # ------------------------------------------------------------------------------------- benchmark smoke runs
 def _bench(script: str, tmp_path, *extra: str) -> dict:
-    import json
-    import os
-    import subprocess
-    import sys
     from pathlib import Path
 
+    from sciml.testing import run_quick
+
     bench = Path(__file__).resolve().parents[2] / "benchmarks"
-    out = tmp_path / f"{script}.json"
-    env = dict(os.environ, PYTHONSAFEPATH="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(bench / f"{script}.py"), "--quick", "--out", str(out), *extra],
-                          capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return json.loads(out.read_text())
+    return run_quick(bench / f"{script}.py", tmp_path / f"{script}.json", *extra, cwd=tmp_path, timeout=900)
 
 
 @pytest.mark.slow

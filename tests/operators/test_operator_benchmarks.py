@@ -3,13 +3,12 @@ the expected runs, and a restarted run resumes instead of redoing them."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from sciml.testing import run_quick
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 DATA = os.environ.get("SCIML_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
@@ -17,12 +16,8 @@ HAS_FNO = importlib.util.find_spec("neuralop") is not None or importlib.util.fin
 
 
 def _run(script: str, *args: str, tmp_path: Path) -> dict:
-    out = tmp_path / f"{script}.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONSAFEPATH="1", SCIML_BENCH_CACHE=str(tmp_path / "cache"))
-    cmd = [sys.executable, str(BENCH / f"{script}.py"), "--quick", "--out", str(out), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return json.loads(out.read_text())
+    return run_quick(BENCH / f"{script}.py", tmp_path / f"{script}.json", *args,
+                     env={"SCIML_BENCH_CACHE": str(tmp_path / "cache")}, timeout=600)
 
 
 def _models():

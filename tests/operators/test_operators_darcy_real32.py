@@ -2,17 +2,14 @@
 file) and a --quick smoke run (slow)."""
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from argparse import Namespace
 from pathlib import Path
 
 import pytest
 import torch
 
-from sciml.testing import load_script
+from sciml.testing import load_script, run_quick
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 DATA = Path(os.environ.get("SCIML_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data")))
@@ -42,13 +39,8 @@ def test_real32_split_is_disjoint_and_in_file_order(tmp_path):
 @needs_file
 @pytest.mark.slow
 def test_real32_quick_run(tmp_path):
-    out = tmp_path / "real32.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONSAFEPATH="1", SCIML_BENCH_CACHE=str(tmp_path / "cache"))
-    proc = subprocess.run([sys.executable, str(BENCH / "operators_darcy.py"), "--quick", "--datasets", "real32",
-                           "--models", "mgno", "unet", "--out", str(out)], capture_output=True, text=True, env=env,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    runs = json.loads(out.read_text())["runs"]
+    runs = run_quick(BENCH / "operators_darcy.py", tmp_path / "real32.json", "--datasets", "real32", "--models", "mgno",
+                     "unet", env={"SCIML_BENCH_CACHE": str(tmp_path / "cache")}, timeout=600)["runs"]
     assert set(runs) == {"real32/mgno/seed0", "real32/unet/seed0"}
     assert all(r["train_samples"] == 30 and r["test_rel_l2_e2"] > 0 for r in runs.values())
 

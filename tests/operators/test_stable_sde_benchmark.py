@@ -2,15 +2,12 @@
 on the shared BasicMotions files (slow; no accuracy or timing asserted)."""
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from sciml.testing import load_script
+from sciml.testing import load_script, run_quick
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 DATA = Path(os.environ.get("SCIML_SHARED_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data")))
@@ -38,10 +35,6 @@ def test_summary_and_table_from_records():
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATA / "timeseries/ts/BasicMotions").exists(), reason="../shared/data/timeseries absent")
 def test_quick_run(tmp_path):
-    out = tmp_path / "quick.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, str(BENCH / "stable_sde_uea.py"), "--quick", "--out", str(out)], check=True,
-                   env=env, cwd=tmp_path, timeout=600)
-    data = json.loads(out.read_text())
+    data = run_quick(BENCH / "stable_sde_uea.py", tmp_path / "quick.json", cwd=tmp_path, timeout=600)
     assert len(data["runs"]) == 6  # 2 rates x 3 models x 1 seed
     assert set(data["summary"]["BasicMotions"]) == {"0.0", "0.5"}
