@@ -19,6 +19,7 @@ Both follow the ``CollocationSampler`` protocol of :mod:`sciml.operators.pinn.sa
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import Any
 
@@ -414,6 +415,5 @@ class AASSampler(_FlowSamplerBase):
 
 
 #: Factories that :func:`sciml.operators.pinn.sampling.make_sampler` picks up on first use of these names.
-SAMPLERS = {"das_g": lambda **kwargs: DASSampler("add", **kwargs),
-            "das_r": lambda **kwargs: DASSampler("replace", **kwargs),
+SAMPLERS = {"das_g": functools.partial(DASSampler, "add"), "das_r": functools.partial(DASSampler, "replace"),
             "aas": AASSampler}

@@ -27,8 +27,10 @@ the weights of the items not yet drawn, as ``numpy.random.choice(..., replace=Fa
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
+import inspect
 from typing import Any, Callable, Iterator
 
 import torch
@@ -70,7 +72,8 @@ def make_sampler(name: str, **kwargs: Any) -> "CollocationSampler":
     ``sciml.operators.pinn.flow_samplers``). ``kwargs`` go to the sampler's constructor.
 
     Raises:
-        ConfigError: an unknown name, or a flow sampler whose module is not available.
+        ConfigError: an unknown name, a flow sampler whose module is not available, or keyword arguments the
+            sampler's constructor does not take (a ``TypeError`` raised inside the constructor propagates).
     """
     if name not in SAMPLERS and name in _LAZY:
         try:
@@ -82,16 +85,44 @@ def make_sampler(name: str, **kwargs: Any) -> "CollocationSampler":
         # a module that registers nothing: its DASSampler(mode) / AASSampler classes by convention
         das, aas = getattr(module, "DASSampler", None), getattr(module, "AASSampler", None)
         if das is not None:
-            SAMPLERS.setdefault("das_g", lambda **kw: das("add", **kw))
-            SAMPLERS.setdefault("das_r", lambda **kw: das("replace", **kw))
+            SAMPLERS.setdefault("das_g", functools.partial(das, "add"))
+            SAMPLERS.setdefault("das_r", functools.partial(das, "replace"))
         if aas is not None:
             SAMPLERS.setdefault("aas", aas)
     if name not in SAMPLERS:
         raise ConfigError(f"unknown sampler {name!r}; expected one of {sorted(set(SAMPLERS) | set(_LAZY))}")
-    try:
-        return SAMPLERS[name](**kwargs)
-    except TypeError as err:
-        raise ConfigError(f"sampler {name!r}: bad arguments {sorted(kwargs)} ({err})") from err
+    factory = SAMPLERS[name]
+    # only arguments the constructor does not take are the caller's error; a TypeError raised inside is a bug
+    unknown = _unknown_arguments(factory, kwargs)
+    if unknown:
+        raise ConfigError(f"sampler {name!r}: bad arguments {unknown} (it takes "
+                          f"{sorted(_accepted_arguments(factory) or [])})")
+    return factory(**kwargs)
+
+
+def _accepted_arguments(factory: Callable[..., Any]) -> set[str] | None:
+    """The keyword arguments ``factory`` takes, following ``**kwargs`` up a class's ``__init__`` chain (a
+    ``functools.partial`` of a class included); ``None`` where it takes any."""
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    chain = [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
+    names: set[str] = set()
+    for i, fn in enumerate(chain):
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        if i == 0 and isinstance(factory, functools.partial):  # the positions the partial fills are taken
+            positional = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]
+            params = [p for p in params if p not in positional[:len(factory.args)]]
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names - {"self"}
+    return None
+
+
+def _unknown_arguments(factory: Callable[..., Any], kwargs: dict[str, Any]) -> list[str]:
+    accepted = _accepted_arguments(factory)
+    return [] if accepted is None else sorted(set(kwargs) - accepted)
 
 
 # ------------------------------------------------------------------------------------------------- helpers

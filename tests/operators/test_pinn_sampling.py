@@ -12,7 +12,7 @@ import torch
 from sciml.errors import ConfigError
 from sciml.operators.pinn import (Box, PDEProblem, RADSampler, RARDSampler, RARGSampler, UniformSampler,
                                   evaluate_residual, make_sampler, rad_density, weighted_sample_without_replacement)
-from sciml.operators.pinn.sampling import SAMPLERS
+from sciml.operators.pinn.sampling import SAMPLERS, CollocationSampler, register_sampler
 
 CENTRE = torch.tensor([0.5, -0.25])
 WIDTH = 0.08
@@ -203,6 +203,29 @@ def test_registry_and_errors():
         make_sampler("halton_r")
     with pytest.raises(ConfigError, match="bad arguments"):
         make_sampler("rad", periodd=3)
+    with pytest.raises(ConfigError, match="bad arguments"):  # the flow samplers' registered partials too
+        make_sampler("das_g", periodd=3)
+    with pytest.raises(ConfigError, match=r"bad arguments \['mode'\]"):  # das_g fixes the mode
+        make_sampler("das_g", mode="replace")
+    assert make_sampler("das_r").mode == "replace"
+
+
+def test_make_sampler_keeps_a_type_error_from_inside_the_constructor():
+    """Only arguments that do not fit the constructor are the caller's ConfigError; a TypeError raised inside a
+    sampler's own code is a bug and stays one."""
+    @register_sampler("_broken_for_test")
+    class Broken(CollocationSampler):
+        def __init__(self, period: int = 1):
+            super().__init__()
+            raise TypeError("inside the constructor")
+
+    try:
+        with pytest.raises(TypeError, match="inside the constructor"):
+            make_sampler("_broken_for_test", period=2)
+        with pytest.raises(ConfigError, match="bad arguments"):
+            make_sampler("_broken_for_test", step=2)
+    finally:
+        SAMPLERS.pop("_broken_for_test")
     with pytest.raises(ConfigError, match="period"):
         make_sampler("rad", period=0)
     s = make_sampler("rad", n_candidates=10)
