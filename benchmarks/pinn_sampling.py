@@ -24,11 +24,13 @@ uniform set; ``sampler``: its last concentrated batch, the original sweep). Anyt
 al.'s own budget per sampler (``PAPER_ROUNDS``; Burgers and Allen-Cahn; Wu et al.'s samplers only): about 2.7
 CPU-hours per RAD/RAR run at float64, so every run keeps its state under
 ``runs/pinn_sampling/resume/<out stem>/<run key>/`` (``train_pinn``'s ``run_dir``) and the same command resumes a
-stopped run (the folder is removed once the run is recorded; ``--fresh`` removes them all).
+stopped run (the folder is removed once the run is recorded; ``--fresh`` removes them all). ``--schedule das`` is
+DAS's budget for the peak and the 10-D problem (``DAS_STAGES``: 5 stages x 3000 Adam steps at lr 1e-4, 3000 flow
+steps per stage, no L-BFGS; resumable the same way).
 
 usage: python benchmarks/pinn_sampling.py [--quick] [--problems peak exp burgers allen_cahn]
        [--samplers uniform random_r rar_g rar_d rad das_g das_r aas] [--seeds 0 1 2] [--threads 1]
-       [--schedule adam|rounds|paper] [--budget-scale 1] [--dtype float32|float64] [--aas-lbfgs none|uniform|sampler]
+       [--schedule adam|rounds|paper|das] [--budget-scale 1] [--dtype float32|float64] [--aas-lbfgs none|uniform|sampler]
        [--out benchmarks/results/pinn_sampling.json] [--fresh] [--figures]
 """
 from __future__ import annotations
@@ -112,6 +114,18 @@ PAPER_ROUNDS: dict[str, dict[str, Any]] = {
         "one_phase_lbfgs": 300}
     for k in ("burgers", "allen_cahn")}
 
+# ``--schedule das``: DAS's budget (MJfadeaway/DAS, das_train.py; reference notes 5.2) for the peak and the 10-D
+# problem: N = 1000 interior points, depth 6, width 32, Adam lr 1e-4 for 5 stages x 3000 steps (their epochs are
+# over batches of 1000; we take one full-set step per epoch, so DAS-G's growing set gets 3000 steps per stage, not
+# 3000 epochs), 3000 flow steps per stage, no L-BFGS. RAD/RAR refine at the stage boundaries (every 3000 steps),
+# Random-R redraws every 100 steps, AAS trains its flow alongside every step (sciml demo's settings).
+DAS_STAGES: dict[str, dict[str, Any]] = {
+    "peak": {"problem": {"num_boundary": 400}, "n_points": 1000, "width": 32, "depth": 6, "adam": 15_000,
+             "period": 3000, "lr": 1e-4, "candidates": 100_000, "lbfgs": 0, "lbfgs_iter": 50, "flow_steps": 3000},
+    "exp": {"problem": {"dim": 10, "num_boundary": 500}, "n_points": 1000, "width": 32, "depth": 6, "adam": 15_000,
+            "period": 3000, "lr": 1e-4, "candidates": 100_000, "lbfgs": 0, "lbfgs_iter": 50, "flow_steps": 3000},
+}
+
 
 def sampler_budget(budget: dict[str, Any], sampler: str, schedule: str) -> dict[str, Any]:
     """The budget of one run: ``budget`` itself, except under ``--schedule paper``, where uniform and Random-R get
@@ -125,9 +139,15 @@ def sampler_budget(budget: dict[str, Any], sampler: str, schedule: str) -> dict[
 def schedule_budgets(schedule: str, problems: list[str], samplers: list[str], *, quick: bool = False,
                      scale: float = 1.0) -> dict[str, dict[str, Any]]:
     """Every problem's budget under ``schedule`` (``adam``: ``BUDGETS``, ``rounds``: ``ROUNDS``, ``paper``:
-    ``PAPER_ROUNDS``; their ``QUICK`` forms with ``quick``) scaled by ``scale``; exits with a message when the paper
-    schedule is asked for problems or samplers that Wu et al. have no budget for."""
-    if schedule == "paper":
+    ``PAPER_ROUNDS``, ``das``: ``DAS_STAGES``; their ``QUICK`` forms with ``quick``) scaled by ``scale``; exits with
+    a message when the paper or DAS schedule is asked for problems or samplers its authors have no budget for."""
+    if schedule == "das":
+        other = [q for q in problems if q not in DAS_STAGES]
+        if other:
+            raise SystemExit(f"--schedule das: DAS's budgets exist for {sorted(DAS_STAGES)} only, not {other} "
+                             "(pass --problems peak exp)")
+        base = QUICK if quick else DAS_STAGES
+    elif schedule == "paper":
         flow = [x for x in samplers if x in FLOW_SAMPLERS]
         if flow:
             raise SystemExit(f"--schedule paper is Wu et al.'s budget for their samplers; {flow} have no such "
@@ -238,7 +258,8 @@ def run_one(problem_name: str, sampler_name: str, seed: int, budget: dict[str, A
     if eval_every is None:
         eval_every = 0 if budget.get("rounds") else budget["period"]
     t0, c0 = time.perf_counter(), time.process_time()
-    out = train_pinn(problem, sampler, n_points=budget["n_points"], adam_steps=budget["adam"], lr=1e-3,
+    out = train_pinn(problem, sampler, n_points=budget["n_points"], adam_steps=budget["adam"],
+                     lr=budget.get("lr", 1e-3),
                      lbfgs_steps=budget["lbfgs"], lbfgs_iterations=budget["lbfgs_iter"], width=budget["width"],
                      depth=budget["depth"], seed=seed, eval_every=eval_every,
                      rounds=budget.get("rounds", 0), round_adam=budget.get("round_adam", 0),
@@ -395,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: tiny nets and budgets, 1 seed")
     p.add_argument("--problems", nargs="+", default=None, choices=list(BUDGETS),
-                   help="default: all four (--schedule paper: burgers allen_cahn)")
+                   help="default: all four (--schedule paper: burgers allen_cahn; --schedule das: peak exp)")
     p.add_argument("--samplers", nargs="+", default=None, choices=ALL_SAMPLERS,
                    help="default: all (--schedule paper: Wu et al.'s uniform random_r rar_g rar_d rad)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -406,10 +427,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fresh", action="store_true")
     p.add_argument("--figures", action="store_true", help="write docs/pinn_<problem>.png from the seed-0 runs")
     p.add_argument("--figures-only", action="store_true", help="only the figures (no training)")
-    p.add_argument("--schedule", choices=["adam", "rounds", "paper"], default="adam",
+    p.add_argument("--schedule", choices=["adam", "rounds", "paper", "das"], default="adam",
                    help="adam: Adam (sampler updating every step) then one L-BFGS phase; rounds: Wu et al.'s "
                         "initial Adam + L-BFGS, then rounds of (refine, Adam, L-BFGS on the fixed set); paper: "
-                        "Wu et al.'s own budgets per sampler (Burgers and Allen-Cahn only; hours per run)")
+                        "Wu et al.'s own budgets per sampler (Burgers and Allen-Cahn only; hours per run); das: DAS's "
+                        "budget (peak and 10-D problem: 5 stages x 3000 Adam steps at lr 1e-4, no L-BFGS)")
     p.add_argument("--budget-scale", type=float, default=1.0,
                    help="multiplies Adam steps, L-BFGS iterations and the number of refinement rounds")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
@@ -423,7 +445,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.budget_scale > 0:
         raise SystemExit(f"--budget-scale must be > 0, got {args.budget_scale}")
     if args.problems is None:
-        args.problems = list(PAPER_ROUNDS) if args.schedule == "paper" else list(BUDGETS)
+        args.problems = list(PAPER_ROUNDS) if args.schedule == "paper" else list(DAS_STAGES) \
+            if args.schedule == "das" else list(BUDGETS)
     if args.samplers is None:
         args.samplers = [x for x in ALL_SAMPLERS if x not in FLOW_SAMPLERS] if args.schedule == "paper" \
             else list(ALL_SAMPLERS)
@@ -468,6 +491,8 @@ def main(argv: list[str] | None = None) -> None:
                                   if args.schedule == "rounds" else
                                   "'paper': Wu et al.'s budgets, RAD/RAR in rounds, uniform/Random-R one Adam + "
                                   "L-BFGS phase (PAPER_ROUNDS, sampler_budget)" if args.schedule == "paper" else
+                                  "'das': DAS's budget, Adam (lr 1e-4) with the sampler updating after every step, "
+                                  "5 stages, no L-BFGS (DAS_STAGES)" if args.schedule == "das" else
                                   "'adam': sampler updating after every Adam step, one L-BFGS phase at the end")})
     results = ResultFile(out, cfg, fresh=args.fresh or args.quick)
     if not args.figures_only:
@@ -483,7 +508,7 @@ def main(argv: list[str] | None = None) -> None:
             for s in samplers:
                 for seed in args.seeds:
                     key = run_key(prob, s, seed, tag_of(s))
-                    run_dir = resume_root / key.replace("/", "_") if args.schedule == "paper" else None
+                    run_dir = resume_root / key.replace("/", "_") if args.schedule in ("paper", "das") else None
                     if results.done(key):
                         if run_dir is not None:
                             shutil.rmtree(run_dir, ignore_errors=True)  # left by a stop after the record

@@ -75,6 +75,24 @@ def test_paper_schedule_is_wu_et_al_budget_per_sampler():
         ps.main(["--schedule", "paper", "--samplers", "rad", "das_g", "--out", "/nonexistent/never-written.json"])
 
 
+def test_das_schedule_is_das_budget():
+    """--schedule das: the numbers of MJfadeaway/DAS's training script (reference notes 5.2), restated: N = 1000,
+    depth 6, width 32, Adam lr 1e-4, 5 stages of 3000 steps, 3000 flow steps per stage, no L-BFGS; peak and 10-D."""
+    ps = _load("pinn_sampling")
+    budgets = ps.schedule_budgets("das", ["peak", "exp"], ["uniform", "das_g"])
+    for problem in ("peak", "exp"):
+        b = budgets[problem]
+        assert (b["n_points"], b["depth"], b["width"], b["lr"], b["lbfgs"]) == (1000, 6, 32, 1e-4, 0)
+        das = ps.sampler_kwargs("das_g", b, {})
+        # the first stage on uniform points, then 4 refinements: 5 stages of 3000 steps
+        assert (das["stage_steps"], das["max_stages"], das["flow_steps"]) == (3000, 4, 3000)
+        assert das["stage_steps"] * (das["max_stages"] + 1) == b["adam"] == 15_000
+        assert ps.sampler_kwargs("rar_d", b, {})["max_refinements"] == 4
+    assert budgets["exp"]["problem"]["dim"] == 10
+    with pytest.raises(SystemExit, match="peak"):
+        ps.schedule_budgets("das", ["burgers"], ["rad"])
+
+
 def _run(script: str, tmp_path: Path, *extra: str) -> dict:
     return run_quick(BENCH / f"{script}.py", tmp_path / f"{script}.json", *extra, timeout=900)
 
