@@ -12,13 +12,16 @@ DeepXDE side (as Wu et al.'s ``lu-group/pinn-sampling`` scripts): ``dde.data.Tim
 ``train_distribution="pseudo"`` (uniform random), ``FNN(..., "tanh", "Glorot normal")``, hard IC/BC output transforms
 for Burgers/Allen-Cahn and a soft ``DirichletBC`` for the Poisson problems (scored on our reference points and
 weights: the peak's grid, the 10-D problem's importance-weighted mixture), ``dde.config.set_default_float`` for
-``--dtype``; every Adam phase a fresh ``compile("adam", lr=1e-3)``; RAD with fresh uniform candidates, ``|r|^k/mean|r|^k + c``,
-``numpy.random.choice(replace=False)``, ``data.replace_with_anchors``: every ``period`` Adam steps under the Adam
-schedule, before every round under the rounds/paper schedules; Random-R through
-``dde.callbacks.PDEPointResampler(period=100)``; L-BFGS phases of the same iteration counts as ours (history 50,
-calls of ``lbfgs_iter`` iterations). Time: training only (model building, data loading and imports excluded, on
-both sides). Under ``--schedule paper`` our side keeps its state under ``runs/pinn_deepxde/resume/`` and resumes
-after a stop; DeepXDE's side has no checkpoints and starts over.
+``--dtype``; every Adam phase a fresh ``compile("adam", lr=1e-3)``; RAD with fresh uniform candidates,
+``|r|^k/mean|r|^k + c``, ``numpy.random.choice(replace=False)``, ``data.replace_with_anchors``: every ``period`` Adam
+steps under the Adam schedule, before every round under the rounds/paper schedules; Random-R through
+``dde.callbacks.PDEPointResampler(period=100)`` (a fresh one per Adam phase: it also redraws after a phase's last
+step, so DeepXDE's L-BFGS runs on a fresh set where ours keeps the last Adam step's); L-BFGS phases asking for the
+same iterations as ours (history 50, calls of ``lbfgs_iter`` iterations; DeepXDE adds calls until torch has run that
+many, ours runs a fixed number of calls, so ours may run a few fewer: both record ``iterations``). Time: training only
+(model building, data loading and imports excluded, on both sides). Under ``--schedule paper`` our side keeps its
+state under ``runs/pinn_deepxde/resume/`` and resumes after a stop; DeepXDE's side has no checkpoints and starts over.
+Our side's times are train_pinn's: a resumed run adds the saved times of its finished phases.
 
 usage: python benchmarks/pinn_deepxde.py [--quick] [--peer-python PEER_VENV/bin/python]
        [--problems burgers allen_cahn peak exp] [--samplers uniform random_r rad] [--seeds 0 1 2] [--threads 1]
@@ -28,6 +31,7 @@ usage: python benchmarks/pinn_deepxde.py [--quick] [--peer-python PEER_VENV/bin/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -312,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
                 key = run_key(prob, s, seed, run_tag(args.schedule, args.budget_scale, args.dtype, s, ""))
                 run_dir = resume_root / key.replace("/", "_") if args.schedule == "paper" else None
                 if results.done(key):
+                    if run_dir is not None:
+                        shutil.rmtree(run_dir, ignore_errors=True)  # left by a stop after the record
                     continue
                 budget = sampler_budget(budgets[prob], s, args.schedule)
                 spec = {"problem": prob, "sampler": s, "seed": seed, "budget": budget, "k": args.k,
@@ -335,6 +341,9 @@ def main(argv: list[str] | None = None) -> None:
                     f"(wall ratio {rec['time_ratio_deepxde_over_sciml']:.2f}, "
                     f"CPU ratio {rec['cpu_ratio_deepxde_over_sciml']:.2f})")
     shutil.rmtree(scratch, ignore_errors=True)
+    for folder in (resume_root, resume_root.parent):  # nothing left to resume: no empty folders either
+        with contextlib.suppress(OSError):
+            folder.rmdir()
     summary: dict[str, Any] = {}
     for prob in args.problems:
         for s in args.samplers:

@@ -26,7 +26,7 @@ CPU-hours per RAD/RAR run at float64, so every run keeps its state under
 ``runs/pinn_sampling/resume/<out stem>/<run key>/`` (``train_pinn``'s ``run_dir``) and the same command resumes a
 stopped run (the folder is removed once the run is recorded; ``--fresh`` removes them all). ``--schedule das`` is
 DAS's budget for the peak and the 10-D problem (``DAS_STAGES``: 5 stages x 3000 Adam steps at lr 1e-4, 3000 flow
-steps per stage, no L-BFGS; resumable the same way).
+steps per stage at lr 1e-4, no L-BFGS; resumable the same way).
 
 usage: python benchmarks/pinn_sampling.py [--quick] [--problems peak exp burgers allen_cahn]
        [--samplers uniform random_r rar_g rar_d rad das_g das_r aas] [--seeds 0 1 2] [--threads 1]
@@ -115,16 +115,19 @@ PAPER_ROUNDS: dict[str, dict[str, Any]] = {
     for k in ("burgers", "allen_cahn")}
 
 # ``--schedule das``: DAS's budget (MJfadeaway/DAS, das_train.py; reference notes 5.2) for the peak and the 10-D
-# problem: N = 1000 interior points, depth 6, width 32, Adam lr 1e-4 for 5 stages x 3000 steps (their epochs are
-# over batches of 1000; we take one full-set step per epoch, so DAS-G's growing set gets 3000 steps per stage, not
-# 3000 epochs), 3000 flow steps per stage, no L-BFGS. RAD/RAR refine at the stage boundaries (every 3000 steps),
-# Random-R redraws every 100 steps, AAS trains its flow alongside every step (sciml demo's settings).
+# problem: N = 1000 interior points, depth 6, width 32, Adam lr 1e-4 for 5 stages x 3000 steps (their epochs are over
+# batches of 1000; we take one full-set step per epoch, so DAS-G's growing set gets 3000 steps per stage, not 3000
+# epochs), 3000 flow steps per stage at the flow's lr 1e-4, no L-BFGS. RAD/RAR refine at the stage boundaries (every
+# 3000 steps), Random-R redraws every 100 steps, AAS trains its flow alongside every step (sciml demo's settings).
 DAS_STAGES: dict[str, dict[str, Any]] = {
     "peak": {"problem": {"num_boundary": 400}, "n_points": 1000, "width": 32, "depth": 6, "adam": 15_000,
-             "period": 3000, "lr": 1e-4, "candidates": 100_000, "lbfgs": 0, "lbfgs_iter": 50, "flow_steps": 3000},
+             "period": 3000, "lr": 1e-4, "candidates": 100_000, "lbfgs": 0, "lbfgs_iter": 50, "flow_steps": 3000,
+             "flow_lr": 1e-4},
     "exp": {"problem": {"dim": 10, "num_boundary": 500}, "n_points": 1000, "width": 32, "depth": 6, "adam": 15_000,
-            "period": 3000, "lr": 1e-4, "candidates": 100_000, "lbfgs": 0, "lbfgs_iter": 50, "flow_steps": 3000},
+            "period": 3000, "lr": 1e-4, "candidates": 100_000, "lbfgs": 0, "lbfgs_iter": 50, "flow_steps": 3000,
+            "flow_lr": 1e-4},
 }
+QUICK_DAS: dict[str, dict[str, Any]] = {k: {**QUICK[k], "lr": 1e-4, "lbfgs": 0, "flow_lr": 1e-4} for k in DAS_STAGES}
 
 
 def sampler_budget(budget: dict[str, Any], sampler: str, schedule: str) -> dict[str, Any]:
@@ -146,7 +149,7 @@ def schedule_budgets(schedule: str, problems: list[str], samplers: list[str], *,
         if other:
             raise SystemExit(f"--schedule das: DAS's budgets exist for {sorted(DAS_STAGES)} only, not {other} "
                              "(pass --problems peak exp)")
-        base = QUICK if quick else DAS_STAGES
+        base = QUICK_DAS if quick else DAS_STAGES
     elif schedule == "paper":
         flow = [x for x in samplers if x in FLOW_SAMPLERS]
         if flow:
@@ -222,6 +225,8 @@ def sampler_kwargs(name: str, budget: dict[str, Any], overrides: dict[str, dict[
     elif name in ("das_g", "das_r"):
         # 100 flow-fit steps per stage (part B's default 300; DAS: 3000 at lr 1e-4), to fit the CPU budget
         kw = {"stage_steps": budget["period"], "max_stages": rounds, "flow_steps": budget.get("flow_steps", 100)}
+        if "flow_lr" in budget:
+            kw["flow_lr"] = budget["flow_lr"]
     elif name == "aas":  # the settings of part B's demo (sciml.operators.pinn.demo.DEMO_AAS)
         from sciml.operators.pinn.demo import DEMO_AAS
 
@@ -247,8 +252,9 @@ def run_one(problem_name: str, sampler_name: str, seed: int, budget: dict[str, A
             overrides: dict[str, dict[str, Any]], artifacts: Path | None, *, dtype: str = "float32",
             aas_lbfgs: str = "sampler", tag: str = "", run_dir: Path | None = None,
             eval_every: int | None = None) -> dict[str, Any]:
-    """One training run of ``sampler_name`` on ``problem_name`` under ``budget``; the timings cover
-    :func:`train_pinn` only (the reference solution is loaded before). ``eval_every``: validation period (default:
+    """One training run of ``sampler_name`` on ``problem_name`` under ``budget``; the timings are
+    :func:`train_pinn`'s (the reference solution is loaded before; a run resumed from ``run_dir`` adds the finished
+    phases of the earlier processes). ``eval_every``: validation period (default:
     the refinement period under the Adam schedule, phase ends only under rounds)."""
     problem = make_problem(problem_name, **budget["problem"], dtype=getattr(torch, dtype))
     problem.reference()
@@ -257,15 +263,13 @@ def run_one(problem_name: str, sampler_name: str, seed: int, budget: dict[str, A
     lbfgs_points = aas_lbfgs if sampler_name == "aas" else "sampler"
     if eval_every is None:
         eval_every = 0 if budget.get("rounds") else budget["period"]
-    t0, c0 = time.perf_counter(), time.process_time()
     out = train_pinn(problem, sampler, n_points=budget["n_points"], adam_steps=budget["adam"],
-                     lr=budget.get("lr", 1e-3),
-                     lbfgs_steps=budget["lbfgs"], lbfgs_iterations=budget["lbfgs_iter"], width=budget["width"],
+                     lr=budget.get("lr", 1e-3), lbfgs_steps=budget["lbfgs"], lbfgs_iterations=budget["lbfgs_iter"], width=budget["width"],
                      depth=budget["depth"], seed=seed, eval_every=eval_every,
                      rounds=budget.get("rounds", 0), round_adam=budget.get("round_adam", 0),
                      round_lbfgs=budget.get("round_lbfgs", 0), lbfgs_points=lbfgs_points,
                      run_dir=None if run_dir is None else str(run_dir))
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu = out["wall_s"], out["cpu_s"]  # a resumed run: with the finished phases of earlier processes
     x, _ = out["sampler"].batch()
     if artifacts is not None and seed == 0:
         artifacts.mkdir(parents=True, exist_ok=True)
@@ -485,14 +489,14 @@ def main(argv: list[str] | None = None) -> None:
     if not original:  # the original sweep's config is unchanged, so its file still resumes
         cfg.update({"budgets": budgets, "schedule": args.schedule, "budget_scale": args.budget_scale,
                     "dtype": args.dtype, "aas_lbfgs": aas_lbfgs,
-                    "optimizer": "Adam lr 1e-3, then L-BFGS (lr 1, strong Wolfe, history 50); schedule " +
+                    "optimizer": "Adam lr 1e-4 (the flows' too) with the sampler updating after every step, DAS's "
+                                 "5 stages, no L-BFGS; schedule 'das' (DAS_STAGES)" if args.schedule == "das" else
+                                 "Adam lr 1e-3, then L-BFGS (lr 1, strong Wolfe, history 50); schedule " +
                                  ("'rounds': initial Adam + L-BFGS, then rounds of (refine the set [round-based "
                                   "samplers], Adam with a fresh state, L-BFGS on the fixed set)"
                                   if args.schedule == "rounds" else
                                   "'paper': Wu et al.'s budgets, RAD/RAR in rounds, uniform/Random-R one Adam + "
                                   "L-BFGS phase (PAPER_ROUNDS, sampler_budget)" if args.schedule == "paper" else
-                                  "'das': DAS's budget, Adam (lr 1e-4) with the sampler updating after every step, "
-                                  "5 stages, no L-BFGS (DAS_STAGES)" if args.schedule == "das" else
                                   "'adam': sampler updating after every Adam step, one L-BFGS phase at the end")})
     results = ResultFile(out, cfg, fresh=args.fresh or args.quick)
     if not args.figures_only:

@@ -92,37 +92,42 @@ def make_sampler(name: str, **kwargs: Any) -> "CollocationSampler":
     if name not in SAMPLERS:
         raise ConfigError(f"unknown sampler {name!r}; expected one of {sorted(set(SAMPLERS) | set(_LAZY))}")
     factory = SAMPLERS[name]
+    accepted = _accepted_arguments(factory)
+    if accepted is None:  # a factory taking any keywords: its TypeError is the best report there is
+        try:
+            return factory(**kwargs)
+        except TypeError as err:
+            raise ConfigError(f"sampler {name!r}: bad arguments {sorted(kwargs)} ({err})") from err
     # only arguments the constructor does not take are the caller's error; a TypeError raised inside is a bug
-    unknown = _unknown_arguments(factory, kwargs)
+    unknown = sorted(set(kwargs) - accepted)
     if unknown:
-        raise ConfigError(f"sampler {name!r}: bad arguments {unknown} (it takes "
-                          f"{sorted(_accepted_arguments(factory) or [])})")
+        raise ConfigError(f"sampler {name!r}: bad arguments {unknown} (it takes {sorted(accepted)})")
     return factory(**kwargs)
 
 
 def _accepted_arguments(factory: Callable[..., Any]) -> set[str] | None:
-    """The keyword arguments ``factory`` takes, following ``**kwargs`` up a class's ``__init__`` chain (a
-    ``functools.partial`` of a class included); ``None`` where it takes any."""
+    """The keyword arguments ``factory`` takes: its signature's (``inspect`` handles classes and
+    ``functools.partial``), followed up a class's ``__init__`` chain past ``**kwargs``; ``None`` where it takes
+    any (or has no signature)."""
+    def keywords(params: list[inspect.Parameter]) -> set[str]:
+        return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    try:
+        params = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    names = keywords(params)
     target = factory.func if isinstance(factory, functools.partial) else factory
-    chain = [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
-    names: set[str] = set()
-    for i, fn in enumerate(chain):
+    inits = [c.__init__ for c in getattr(target, "__mro__", ())[1:] if "__init__" in vars(c) and c is not object]
+    for init in inits:
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names
         try:
-            params = list(inspect.signature(fn).parameters.values())
+            params = list(inspect.signature(init).parameters.values())[1:]  # without self
         except (TypeError, ValueError):
             return None
-        if i == 0 and isinstance(factory, functools.partial):  # the positions the partial fills are taken
-            positional = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]
-            params = [p for p in params if p not in positional[:len(factory.args)]]
-        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            return names - {"self"}
-    return None
-
-
-def _unknown_arguments(factory: Callable[..., Any], kwargs: dict[str, Any]) -> list[str]:
-    accepted = _accepted_arguments(factory)
-    return [] if accepted is None else sorted(set(kwargs) - accepted)
+        names |= keywords(params)
+    return names if not any(p.kind is p.VAR_KEYWORD for p in params) else None
 
 
 # ------------------------------------------------------------------------------------------------- helpers

@@ -263,7 +263,7 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
             whole state after the last finished phase. Calling again with the same arguments skips the finished
             phases and resumes the interrupted one from its last checkpoint, so hours-long schedules survive a
             stop; ``resumed_phases`` in the result says how many phases were loaded. The times (``wall_s``,
-            ``adam_s``, ...) then add up the finished phases of all processes and this process's own time
+            ``cpu_s``, ``adam_s``, ...) then add up the finished phases of all processes and this process's own time
             (work lost to an interruption is not counted). (default: ``None``)
         progress (str): Trainer progress (``"none"``, ``"log"``, ``"bar"``, ``"auto"``). (default: ``"none"``)
         log_every (int): steps between progress/metrics records. (default: ``100``)
@@ -271,7 +271,7 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
 
     Returns:
         dict: ``rel_l2`` (final), ``rel_l2_adam`` (after the initial Adam phase), ``rel_l2_rounds`` (after each
-        round), ``wall_s``, ``adam_s``, ``lbfgs_s`` (all phases), ``sampler_s`` (time inside ``sampler.update`` and
+        round), ``wall_s``, ``cpu_s`` (process CPU time), ``adam_s``, ``lbfgs_s`` (all phases), ``sampler_s`` (time inside ``sampler.update`` and
         ``refresh``), ``sampler_changes``, ``num_points`` (final set), ``adam_total`` (Adam steps),
         ``lbfgs_total`` (L-BFGS iterations torch ran: at most the outer steps x ``lbfgs_iterations`` asked for, fewer
         where a step's line searches used up its ``max_eval`` = 1.25 x ``lbfgs_iterations`` evaluations or the
@@ -298,7 +298,7 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
     if lbfgs_points == "uniform":
         uniform_set = problem.domain.uniform(n_points, torch.Generator().manual_seed(int(seed) + 7919))
     round_based = bool(getattr(sampler, "round_based", False)) and rounds > 0
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     common = dict(train_data=[0], val_data=[0], batch_size=1, shuffle=False, val_unit="step", seed=seed,
                   progress=progress, log_every=log_every, device=str(next(model.parameters()).device),
                   distributed="off", handle_signals=False)
@@ -320,13 +320,15 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
         done = list(saved["done"])
         resumed_phases = len(done)
         t_start -= float(saved["wall_s"])
+        c_start -= float(saved.get("cpu_s", 0.0))  # (progress files before cpu_s was saved: this process's only)
 
     def finish(phase: str) -> None:
         done.append(phase)
         if progress_file is None:
             return
         state = {"model": unwrap(model).state_dict(), "task": task.state_dict(), "rng": torch.get_rng_state(),
-                 "totals": dict(totals), "errs": errs, "done": list(done), "wall_s": time.perf_counter() - t_start}
+                 "totals": dict(totals), "errs": errs, "done": list(done), "wall_s": time.perf_counter() - t_start,
+                 "cpu_s": time.process_time() - c_start}
         tmp = progress_file.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, progress_file)
@@ -399,7 +401,7 @@ def train_pinn(problem: PDEProblem, sampler: CollocationSampler | str, *, model:
         err = float(task.validation_step(model, None)["rel_l2"])
     x, _ = sampler.batch()
     return {"rel_l2": err, "rel_l2_adam": err_adam, "rel_l2_rounds": errs_rounds,
-            "wall_s": time.perf_counter() - t_start, "adam_s": totals["adam_s"], "lbfgs_s": totals["lbfgs_s"],
+            "wall_s": time.perf_counter() - t_start, "cpu_s": time.process_time() - c_start, "adam_s": totals["adam_s"], "lbfgs_s": totals["lbfgs_s"],
             "adam_total": totals["adam"], "lbfgs_total": totals["lbfgs"],
             "sampler_s": task.sampler_seconds, "sampler_changes": task.sampler_changes,
             "resumed_phases": resumed_phases, "num_points": int(len(x)), "history": list(task.history),

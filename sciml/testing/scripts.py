@@ -38,7 +38,9 @@ def run_quick(script: str | os.PathLike, out: str | os.PathLike, *args: str, env
     cmd = [sys.executable, str(script), *(["--quick"] if quick else []), "--out", str(out), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout,
                           cwd=None if cwd is None else str(cwd))
-    assert proc.returncode == 0, f"{Path(script).name} exited {proc.returncode}:\n" + proc.stdout[-2000:] \
-        + proc.stderr[-3000:]
-    assert Path(out).is_file(), f"{Path(script).name} wrote no {out}:\n" + proc.stdout[-2000:]
+    if proc.returncode != 0:  # raised, not asserted: the check stays under python -O
+        raise AssertionError(f"{Path(script).name} exited {proc.returncode}:\n" + proc.stdout[-2000:]
+                             + proc.stderr[-3000:])
+    if not Path(out).is_file():
+        raise AssertionError(f"{Path(script).name} wrote no {out}:\n" + proc.stdout[-2000:])
     return json.loads(Path(out).read_text())

@@ -85,7 +85,7 @@ def test_das_schedule_is_das_budget():
         assert (b["n_points"], b["depth"], b["width"], b["lr"], b["lbfgs"]) == (1000, 6, 32, 1e-4, 0)
         das = ps.sampler_kwargs("das_g", b, {})
         # the first stage on uniform points, then 4 refinements: 5 stages of 3000 steps
-        assert (das["stage_steps"], das["max_stages"], das["flow_steps"]) == (3000, 4, 3000)
+        assert (das["stage_steps"], das["max_stages"], das["flow_steps"], das["flow_lr"]) == (3000, 4, 3000, 1e-4)
         assert das["stage_steps"] * (das["max_stages"] + 1) == b["adam"] == 15_000
         assert ps.sampler_kwargs("rar_d", b, {})["max_refinements"] == 4
     assert budgets["exp"]["problem"]["dim"] == 10

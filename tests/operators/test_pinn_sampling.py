@@ -208,6 +208,13 @@ def test_registry_and_errors():
     with pytest.raises(ConfigError, match=r"bad arguments \['mode'\]"):  # das_g fixes the mode
         make_sampler("das_g", mode="replace")
     assert make_sampler("das_r").mode == "replace"
+    with pytest.raises(ConfigError, match="period"):
+        make_sampler("rad", period=0)
+    s = make_sampler("rad", n_candidates=10)
+    with pytest.raises(ConfigError, match="n_candidates=10 < n_points=20"):
+        s.setup(PeakProblem(), 20, torch.Generator())
+    with pytest.raises(ConfigError, match="setup"):
+        make_sampler("uniform").batch()
 
 
 def test_make_sampler_keeps_a_type_error_from_inside_the_constructor():
@@ -224,15 +231,13 @@ def test_make_sampler_keeps_a_type_error_from_inside_the_constructor():
             make_sampler("_broken_for_test", period=2)
         with pytest.raises(ConfigError, match="bad arguments"):
             make_sampler("_broken_for_test", step=2)
+        # a factory that takes any keywords: its own TypeError is all there is to report
+        register_sampler("_any_for_test")(lambda **kw: Broken(**kw))
+        with pytest.raises(ConfigError, match="bad arguments"):
+            make_sampler("_any_for_test", step=2)
     finally:
         SAMPLERS.pop("_broken_for_test")
-    with pytest.raises(ConfigError, match="period"):
-        make_sampler("rad", period=0)
-    s = make_sampler("rad", n_candidates=10)
-    with pytest.raises(ConfigError, match="n_candidates=10 < n_points=20"):
-        s.setup(PeakProblem(), 20, torch.Generator())
-    with pytest.raises(ConfigError, match="setup"):
-        make_sampler("uniform").batch()
+        SAMPLERS.pop("_any_for_test", None)
 
 
 def test_refresh_refines_now_whatever_the_period():

@@ -133,6 +133,8 @@ def test_rounds_resume_from_run_dir_equals_the_uninterrupted_run(tmp_path):
     calls.clear()
     third = go(run_dir=str(run))
     assert calls == [] and third["rel_l2"] == straight["rel_l2"] and third["resumed_phases"] == 2 + 2 * 4
+    # its times are the saved ones of the phases trained before (not the few ms of loading them)
+    assert third["cpu_s"] > 0.3 * straight["cpu_s"] and third["wall_s"] > 0.3 * straight["wall_s"]
 
 
 def test_short_training_lowers_the_error_a_lot():
