@@ -243,7 +243,9 @@ def pinn_deepxde(res: dict, name: str) -> list[str]:
              f"Machine: {_machine(res['machine'])}. The same problem, network, sampler, points and iterations in sciml "
              "and DeepXDE 1.15.0 (PyTorch backend, a separate venv), one after the other per seed "
              f"(benchmarks/pinn_deepxde.py, {cfg.get('threads', 1)} thread); CPU time of the training process (less "
-             "sensitive to machine load than wall time); mean over seeds.", "",
+             "sensitive to machine load than wall time); mean over seeds."
+             + (f" Schedule '{cfg['schedule']}' ({cfg.get('dtype', 'float32')}, budget scale "
+                f"{cfg.get('budget_scale', 1):g}): {cfg['schedule_text']}." if "schedule_text" in cfg else ""), "",
              "| problem | sampler | sciml rel. L2 | DeepXDE rel. L2 | sciml CPU s | DeepXDE CPU s | DeepXDE / sciml |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for problem, by_sampler in res["summary"].items():
@@ -270,6 +272,8 @@ def render() -> str:
     for path in sorted(RESULTS.glob("*.json")):
         res = json.loads(path.read_text())
         renderer = RENDERERS.get(res.get("benchmark") or path.stem)
+        if renderer is None and path.stem.startswith("pinn_deepxde_") and not path.stem.endswith("_quick"):
+            renderer = pinn_deepxde  # the comparison under other budgets (pinn_deepxde.py --schedule ...)
         if renderer is not None:
             lines += renderer(res, path.name)
     return "\n".join(lines).rstrip() + "\n"

@@ -93,6 +93,26 @@ def test_das_schedule_is_das_budget():
         ps.schedule_budgets("das", ["burgers"], ["rad"])
 
 
+def test_report_renders_the_deepxde_comparison_of_every_budget(tmp_path, monkeypatch):
+    """PERFORMANCE.md gets a table per budget (pinn_deepxde_<tag>.json, with its schedule), never the quick runs."""
+    import json
+
+    report = _load("report")
+    stats = {"sciml": {"rel_l2": {"mean": 0.25}, "cpu_s": {"mean": 10.0}},
+             "deepxde": {"rel_l2": {"mean": 0.5}, "cpu_s": {"mean": 12.0}},
+             "cpu_ratio_deepxde_over_sciml": {"mean": 1.2}}
+    rounds = {"config": {"threads": 1, "schedule": "rounds", "dtype": "float64", "budget_scale": 1.0,
+                         "schedule_text": "Wu et al.'s shape"},
+              "machine": {"device": "cpu"}, "summary": {"burgers": {"rad": stats}}}
+    (tmp_path / "pinn_deepxde_rounds_float64.json").write_text(json.dumps(rounds))
+    (tmp_path / "pinn_deepxde_rounds_float64_quick.json").write_text(json.dumps(rounds))
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    text = report.render()
+    assert "### PINN training vs DeepXDE (pinn_deepxde_rounds_float64.json)" in text
+    assert "Schedule 'rounds' (float64, budget scale 1): Wu et al.'s shape." in text
+    assert "| burgers | rad | 0.25 | 0.5 | 10.0 | 12.0 | 1.20 |" in text and "_quick.json" not in text
+
+
 def _run(script: str, tmp_path: Path, *extra: str) -> dict:
     return run_quick(BENCH / f"{script}.py", tmp_path / f"{script}.json", *extra, timeout=900)
 
