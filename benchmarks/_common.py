@@ -140,6 +140,26 @@ class ResultFile:
         self.data["runs"][key] = record
         self.write()
 
+    def merge(self, path: str | os.PathLike, *, partial: tuple[str, ...] = ()) -> int:
+        """Fold in the runs of another result file of the same config (say one seed per process, one file each).
+        A config entry named in ``partial`` (a dict, e.g. the budgets of the problems that file ran) may hold a
+        subset of ours, entry by entry equal. Runs already here are kept. Returns the number of runs added."""
+        other = json.loads(Path(path).read_text())
+        theirs, ours = other.get("config", {}), self.data["config"]
+        differ = [k for k in sorted(set(theirs) | set(ours)) if k not in partial and theirs.get(k) != ours.get(k)]
+        differ += [f"{k}[{sub}]" for k in partial for sub, v in (theirs.get(k) or {}).items()
+                   if (ours.get(k) or {}).get(sub) != v]
+        if differ:
+            raise SystemExit(f"{path} holds results of another config ({', '.join(differ)} differ); not merged "
+                             f"into {self.path}")
+        added = [k for k in other.get("runs", {}) if k not in self.data["runs"]]
+        for k in added:
+            self.data["runs"][k] = other["runs"][k]
+        self.data["merged_from"] = self.data.get("merged_from", []) + [
+            {"file": Path(path).name, "runs": added, "machine": other.get("machine")}]
+        self.write()
+        return len(added)
+
     def set_summary(self, summary: dict[str, Any]) -> None:
         self.data["summary"] = summary
         self.write()

@@ -26,12 +26,14 @@ CPU-hours per RAD/RAR run at float64, so every run keeps its state under
 ``runs/pinn_sampling/resume/<out stem>/<run key>/`` (``train_pinn``'s ``run_dir``) and the same command resumes a
 stopped run (the folder is removed once the run is recorded; ``--fresh`` removes them all). ``--schedule das`` is
 DAS's budget for the peak and the 10-D problem (``DAS_STAGES``: 5 stages x 3000 Adam steps at lr 1e-4, 3000 flow
-steps per stage at lr 1e-4, no L-BFGS; resumable the same way).
+steps per stage at lr 1e-4, no L-BFGS; resumable the same way). Runs of hours go one per core: one process per
+seed with its own ``--out``, then ``--merge`` folds those files into one (same schedule and budgets, checked;
+a merging call trains nothing, it summarises over ``--seeds``).
 
 usage: python benchmarks/pinn_sampling.py [--quick] [--problems peak exp burgers allen_cahn]
        [--samplers uniform random_r rar_g rar_d rad das_g das_r aas] [--seeds 0 1 2] [--threads 1]
        [--schedule adam|rounds|paper|das] [--budget-scale 1] [--dtype float32|float64] [--aas-lbfgs none|uniform|sampler]
-       [--out benchmarks/results/pinn_sampling.json] [--fresh] [--figures]
+       [--out benchmarks/results/pinn_sampling.json] [--fresh] [--figures] [--merge RESULT.json ...]
 """
 from __future__ import annotations
 
@@ -429,6 +431,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=None)
     p.add_argument("--artifacts", default=str(ROOT / "runs" / "pinn_sampling"))
     p.add_argument("--fresh", action="store_true")
+    p.add_argument("--merge", nargs="+", default=[], metavar="JSON",
+                   help="fold the runs of these result files (same schedule and budgets; e.g. one seed per "
+                        "process, each with its own --out) into --out and summarise; trains nothing")
     p.add_argument("--figures", action="store_true", help="write docs/pinn_<problem>.png from the seed-0 runs")
     p.add_argument("--figures-only", action="store_true", help="only the figures (no training)")
     p.add_argument("--schedule", choices=["adam", "rounds", "paper", "das"], default="adam",
@@ -499,7 +504,9 @@ def main(argv: list[str] | None = None) -> None:
                                   "L-BFGS phase (PAPER_ROUNDS, sampler_budget)" if args.schedule == "paper" else
                                   "'adam': sampler updating after every Adam step, one L-BFGS phase at the end")})
     results = ResultFile(out, cfg, fresh=args.fresh or args.quick)
-    if not args.figures_only:
+    for f in args.merge:
+        log(f"{f}: {results.merge(f, partial=('budgets',))} run(s) merged into {out}")
+    if not args.figures_only and not args.merge:
         log(f"{len(args.problems)} problems x {len(samplers)} samplers x seeds {args.seeds}, {args.threads} thread(s)"
             f" -> {out}")
         t_all = time.perf_counter()

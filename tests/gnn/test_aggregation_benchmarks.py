@@ -64,6 +64,32 @@ def test_result_file_resumes_only_the_same_config(tmp_path):
     assert common.mean_std([1.0, 3.0])["std"] == pytest.approx(2 ** 0.5)
 
 
+def test_result_file_merges_runs_of_the_same_config(tmp_path):
+    common = _load("_common")
+    cfg = {"a": 1, "budgets": {"p": 10, "q": 20}}
+    one = common.ResultFile(tmp_path / "one.json", {"a": 1, "budgets": {"p": 10}})  # a file that ran only p
+    one.add("p/seed1", {"acc": 0.25})
+    one.add("p/seed0", {"acc": 0.0})
+    main = common.ResultFile(tmp_path / "all.json", cfg)
+    main.add("p/seed0", {"acc": 0.5})
+    assert main.merge(tmp_path / "one.json", partial=("budgets",)) == 1
+    stored = json.loads((tmp_path / "all.json").read_text())
+    assert stored["runs"] == {"p/seed0": {"acc": 0.5}, "p/seed1": {"acc": 0.25}}  # ours kept, theirs added
+    assert stored["merged_from"][0]["file"] == "one.json" and stored["merged_from"][0]["runs"] == ["p/seed1"]
+    assert main.merge(tmp_path / "one.json", partial=("budgets",)) == 0
+    other_budget = common.ResultFile(tmp_path / "two.json", {"a": 1, "budgets": {"p": 11}})
+    other_budget.add("p/seed2", {"acc": 1.0})
+    with pytest.raises(SystemExit, match=r"budgets\[p\]"):
+        main.merge(tmp_path / "two.json", partial=("budgets",))
+    with pytest.raises(SystemExit, match="budgets"):  # not declared partial: the whole entry must be equal
+        main.merge(tmp_path / "one.json")
+    other_a = common.ResultFile(tmp_path / "three.json", {"a": 2, "budgets": {"p": 10}})
+    other_a.add("p/seed3", {"acc": 1.0})
+    with pytest.raises(SystemExit, match=r"\(a differ"):
+        main.merge(tmp_path / "three.json", partial=("budgets",))
+    assert not main.done("p/seed2") and not main.done("p/seed3")
+
+
 def _run(script: str, tmp_path: Path, *extra: str) -> dict:
     return run_quick(BENCH / f"{script}.py", tmp_path / f"{script}.json", *extra, cwd=tmp_path, timeout=600)
 

@@ -165,3 +165,17 @@ def test_pinn_deepxde_quick_rounds_run(tmp_path):
     lbfgs = b["lbfgs"] * b["lbfgs_iter"] + b["rounds"] * b["round_lbfgs"]
     assert adam < rec["sciml"]["iterations"] <= adam + lbfgs < rec["deepxde"]["iterations"] + 1
     assert rec["sciml"]["rel_l2"] > 0 and rec["deepxde"]["rel_l2"] > 0
+
+
+@pytest.mark.slow
+def test_pinn_sampling_merges_runs_of_parallel_processes(tmp_path):
+    one = _run("pinn_sampling", tmp_path, "--problems", "peak", "--samplers", "uniform")
+    other = run_quick(BENCH / "pinn_sampling.py", tmp_path / "exp.json", "--problems", "exp", "--samplers", "uniform",
+                      timeout=900)
+    both = run_quick(BENCH / "pinn_sampling.py", tmp_path / "both.json", "--problems", "peak", "exp", "--samplers",
+                     "uniform", "--merge", str(tmp_path / "pinn_sampling.json"), str(tmp_path / "exp.json"),
+                     timeout=900)
+    # taken over, not run again (a merging call trains nothing)
+    assert both["runs"] == {**one["runs"], **other["runs"]} and len(both["runs"]) == 2
+    assert [m["runs"] for m in both["merged_from"]] == [["peak/uniform/seed0"], ["exp/uniform/seed0"]]
+    assert set(both["summary"]) == {"peak", "exp"}
