@@ -131,6 +131,8 @@ class ResultFile:
             # the machine of the first start stays; later starts are listed beside it
             self.data["resumed_on"] = old.get("resumed_on", []) + [self.data["machine"]]
             self.data["machine"] = old.get("machine", self.data["machine"])
+            if "merged_from" in old:
+                self.data["merged_from"] = old["merged_from"]
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def done(self, key: str) -> bool:

@@ -11,8 +11,8 @@ they are stored in the JSON config next to the papers' ones.
 
 Results: ``benchmarks/results/pinn_sampling.json`` (resumable: a run already there is skipped, so
 ``--samplers das_g das_r aas`` adds the flow samplers later). Seed-0 models and point sets go to
-``runs/pinn_sampling/`` for ``--figures`` (docs/pinn_<problem>.png: reference solution, seed-0 error of the best
-sampler, and where each sampler put its points).
+``runs/pinn_sampling/`` for ``--figures`` (docs/pinn_<problem>.png, ``_paper``/``_das`` appended under those
+schedules: reference solution, seed-0 error of the best sampler, and where each sampler put its points).
 
 Budgets and schedules: ``--schedule adam`` (the original CPU sweep, ``BUDGETS``: Adam with the sampler updating
 every step, one L-BFGS phase at the end) or ``--schedule rounds`` (Wu et al.'s shape, ``ROUNDS``: Adam + L-BFGS,
@@ -333,9 +333,9 @@ def table(summary: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------------- figures
 def make_figures(artifacts: Path, problems: list[str], samplers: list[str], out_dir: Path,
-                 summary: dict[str, Any], tag_of: Callable[[str], str] = lambda s: "") -> list[Path]:
-    """One figure per problem: the reference solution, |error| of the best sampler's seed-0 model, and the final
-    collocation points of every sampler (10-D: the first two coordinates)."""
+                 summary: dict[str, Any], tag_of: Callable[[str], str] = lambda s: "", suffix: str = "") -> list[Path]:
+    """One figure per problem, ``out_dir/pinn_<problem><suffix>.png``: the reference solution, |error| of the best
+    sampler's seed-0 model, and the final collocation points of every sampler (10-D: the first two coordinates)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -410,7 +410,7 @@ def make_figures(artifacts: Path, problems: list[str], samplers: list[str], out_
             ax.set_ylim(-1, 1)
             ax.set_title(f"{s}: {len(x)} points")
             ax.set_xlabel(lab[0])
-        out = out_dir / f"pinn_{p}.png"
+        out = out_dir / f"pinn_{p}{suffix}.png"
         fig.savefig(out, dpi=90)
         plt.close(fig)
         written.append(out)
@@ -551,7 +551,9 @@ def main(argv: list[str] | None = None) -> None:
         print(table(summary))
     if args.figures:
         make_figures(artifacts, args.problems, ALL_SAMPLERS,
-                     Path(out).parent / "pinn_quick_figures" if args.quick else ROOT / "docs", summary, tag_of)
+                     Path(out).parent / "pinn_quick_figures" if args.quick else ROOT / "docs", summary, tag_of,
+                     # the papers' own budgets get figures of their own beside the CPU-sized ones
+                     suffix=f"_{args.schedule}" if args.schedule in ("paper", "das") else "")
 
 
 if __name__ == "__main__":

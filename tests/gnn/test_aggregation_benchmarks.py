@@ -77,6 +77,9 @@ def test_result_file_merges_runs_of_the_same_config(tmp_path):
     assert stored["runs"] == {"p/seed0": {"acc": 0.5}, "p/seed1": {"acc": 0.25}}  # ours kept, theirs added
     assert stored["merged_from"][0]["file"] == "one.json" and stored["merged_from"][0]["runs"] == ["p/seed1"]
     assert main.merge(tmp_path / "one.json", partial=("budgets",)) == 0
+    reopened = common.ResultFile(tmp_path / "all.json", cfg)
+    assert reopened.data["merged_from"] == json.loads((tmp_path / "all.json").read_text())["merged_from"]
+    assert len(reopened.data["merged_from"]) == 2 and reopened.done("p/seed1")
     other_budget = common.ResultFile(tmp_path / "two.json", {"a": 1, "budgets": {"p": 11}})
     other_budget.add("p/seed2", {"acc": 1.0})
     with pytest.raises(SystemExit, match=r"budgets\[p\]"):
