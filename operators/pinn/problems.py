@@ -8,9 +8,9 @@ Problems (see docs/pinn.md):
 * :class:`PoissonExponential`: :math:`-\Delta u = f` on :math:`[-1,1]^d`, :math:`u=\exp(-10\|x\|^2)` (``d = 10`` in
   DAS/AAS).
 * :class:`Burgers`: :math:`u_t + u u_x - \nu u_{xx} = 0`, :math:`\nu = 0.01/\pi`, :math:`(x,t)\in[-1,1]\times[0,1]`,
-  :math:`u(x,0)=-\sin\pi x`, :math:`u(\pm1,t)=0`; reference DeepXDE's ``Burgers.npz``.
+  :math:`u(x,0)=-\sin\pi x`, :math:`u(\pm1,t)=0`; reference DeepXDE's ``Burgers.npz`` (or Cole–Hopf).
 * :class:`AllenCahn`: :math:`u_t = D u_{xx} + 5(u-u^3)`, :math:`D = 0.001`, :math:`u(x,0)=x^2\cos\pi x`,
-  :math:`u(\pm1,t)=-1`; reference DeepXDE's ``Allen_Cahn.mat``.
+  :math:`u(\pm1,t)=-1`; reference DeepXDE's ``Allen_Cahn.mat`` (or a Chebyshev spectral solve).
 
 The time-dependent problems put time in the **last** coordinate (``x[:, -1]``), as DeepXDE's ``GeometryXTime``.
 Hard constraints follow Wu et al. (CMAME 2023, ``lu-group/pinn-sampling``): Burgers
@@ -476,7 +476,7 @@ def load_burgers_reference(path: str | os.PathLike, *, dtype: torch.dtype | None
 
 def load_allen_cahn_reference(path: str | os.PathLike, *, dtype: torch.dtype | None = None
                               ) -> tuple[Tensor, Tensor]:
-    """DeepXDE's ``Allen_Cahn.mat`` (``x (1, 512)``, ``t (201, 1)``, ``u (201, 512)``; v5 or v7.3, read by
+    """DeepXDE's ``Allen_Cahn.mat`` (``x (1, 201)``, ``t (1, 101)``, ``u (101, 201)``; v5 or v7.3, read by
     :func:`sciml.datasets.sources.matlab.read_mat`) as ``(points (m, 2) [x, t], values (m,))``, ``t`` slowest.
 
     Raises:
@@ -497,12 +497,18 @@ def load_allen_cahn_reference(path: str | os.PathLike, *, dtype: torch.dtype | N
 
 class _TimeDependent1D(PDEProblem):
     """A 1-D evolution problem on ``[-1, 1] × [0, 1]`` (columns ``[x, t]``) with an initial condition ``u0`` and
-    constant Dirichlet values ``g`` at ``x = ±1``."""
+    constant Dirichlet values ``g`` at ``x = ±1``.
+
+    Reference (:meth:`reference`): the file at ``reference_path`` when one was passed; else DeepXDE's file in the
+    shared data when it exists and the coefficients are the file's; else :meth:`solve` on the file's grid
+    (``reference_grid``: points in x, points in t, last t), computed once.
+    """
 
     time_dependent = True
     supports_hard_constraint = True
     boundary_value: float = 0.0
     default_file: str = ""
+    reference_grid: tuple[int, int, float] = (0, 0, 1.0)
 
     def __init__(self, *, hard_constraint: bool = True, num_boundary: int = 200, num_initial: int = 200,
                  boundary_weight: float = 1.0, reference_path: str | os.PathLike | None = None, seed: int = 0,
@@ -510,6 +516,7 @@ class _TimeDependent1D(PDEProblem):
         super().__init__(Box([-1.0, 0.0], [1.0, 1.0], dtype=dtype), hard_constraint=hard_constraint,
                          num_boundary=num_boundary + num_initial, boundary_weight=boundary_weight, seed=seed)
         self.num_dirichlet, self.num_initial = int(num_boundary), int(num_initial)
+        self.explicit_reference = reference_path is not None
         self.reference_path = Path(reference_path) if reference_path is not None else \
             shared_data_root() / "pde" / "deepxde" / self.default_file
 
@@ -529,12 +536,24 @@ class _TimeDependent1D(PDEProblem):
     def _load(self, path: Path) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
+    def matches_file(self) -> bool:
+        """Whether the coefficients are those DeepXDE's reference file was computed with."""
+        raise NotImplementedError
+
+    def solve(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The solution ``(len(t), len(x))`` from an independent numerical method."""
+        raise NotImplementedError
+
     def reference(self) -> tuple[Tensor, Tensor]:
         if self._reference is None:
-            if not self.reference_path.exists():
-                raise FileNotFoundError(f"{self.name}: reference solution {self.reference_path} not found (pass "
-                                        "reference_path=..., or set SCIML_SHARED_DATA)")
-            self._reference = self._load(self.reference_path)
+            if self.explicit_reference or (self.matches_file() and self.reference_path.exists()):
+                if not self.reference_path.exists():
+                    raise FileNotFoundError(f"{self.name}: reference solution {self.reference_path} not found")
+                self._reference = self._load(self.reference_path)
+            else:
+                nx, nt, t_end = self.reference_grid
+                x, t = np.linspace(-1.0, 1.0, nx), np.linspace(0.0, t_end, nt)
+                self._reference = _grid_points(x, t, self.solve(x, t), self.domain.dtype)
         return self._reference
 
 
@@ -544,14 +563,16 @@ class Burgers(_TimeDependent1D):
 
     With ``hard_constraint=True`` (default, as Wu et al.) :math:`u = -\sin\pi x + (1-x^2)\,t\,N(x,t)`; otherwise
     ``num_boundary`` + ``num_initial`` fixed soft-constraint points. Reference: DeepXDE's ``Burgers.npz``
-    (256 × 100 grid) from ``reference_path`` (default ``<shared data>/pde/deepxde/Burgers.npz``).
+    (256 × 100 grid) from ``reference_path`` (default ``<shared data>/pde/deepxde/Burgers.npz``); without the file,
+    or with another viscosity, the Cole–Hopf solution on the same grid (:func:`~sciml.datasets.generators.burgers.
+    cole_hopf_raissi`, heat-kernel quadrature; it matches the file to 3e-12; ~10 s).
 
     Args:
         hard_constraint (bool): the output transform above. (default: ``True``)
         viscosity (float): :math:`\nu`. (default: ``0.01/π``)
         num_boundary, num_initial (int): soft-constraint points when not hard. (default: ``200``, ``200``)
         boundary_weight (float): weight of the soft-constraint loss. (default: ``1.0``)
-        reference_path (str, optional): the ``.npz`` file.
+        reference_path (str, optional): the ``.npz`` file (an error if it does not exist).
         seed (int): seed of the soft-constraint points. (default: ``0``)
         dtype (torch.dtype, optional): point dtype.
     """
@@ -559,6 +580,7 @@ class Burgers(_TimeDependent1D):
     name = "burgers"
     default_file = "Burgers.npz"
     boundary_value = 0.0
+    reference_grid = (256, 100, 0.99)
 
     def __init__(self, *, viscosity: float = 0.01 / math.pi, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -580,13 +602,23 @@ class Burgers(_TimeDependent1D):
     def _load(self, path: Path) -> tuple[Tensor, Tensor]:
         return load_burgers_reference(path, dtype=self.domain.dtype)
 
+    def matches_file(self) -> bool:
+        return math.isclose(self.viscosity, 0.01 / math.pi, rel_tol=1e-12)
+
+    def solve(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        from sciml.datasets.generators.burgers import cole_hopf_raissi
+
+        return np.stack([cole_hopf_raissi(x, float(ti), self.viscosity) for ti in t])
+
 
 class AllenCahn(_TimeDependent1D):
     r"""Allen–Cahn :math:`u_t = D u_{xx} + 5(u - u^3)` on :math:`[-1,1]\times[0,1]`, :math:`D = 0.001`,
     :math:`u(x,0) = x^2\cos\pi x`, :math:`u(\pm1,t) = -1` (Wu et al., CMAME 2023; DeepXDE's example).
 
     With ``hard_constraint=True`` (default) :math:`u = x^2\cos\pi x + (1-x^2)\,t\,N(x,t)`. Reference: DeepXDE's
-    ``Allen_Cahn.mat`` (512 × 201 grid) from ``reference_path``.
+    ``Allen_Cahn.mat`` (201 × 101 grid, the file of Wu et al.'s scripts) from ``reference_path``; without the file, or
+    with other coefficients, a Chebyshev-collocation solution on the same grid
+    (:func:`~sciml.datasets.generators.allen_cahn.solve_allen_cahn`, 256 nodes, Radau; 1.6e-4 from the file; ~2 s).
 
     Args:
         hard_constraint (bool): the output transform above. (default: ``True``)
@@ -598,6 +630,7 @@ class AllenCahn(_TimeDependent1D):
     name = "allen_cahn"
     default_file = "Allen_Cahn.mat"
     boundary_value = -1.0
+    reference_grid = (201, 101, 1.0)
 
     def __init__(self, *, diffusion: float = 0.001, reaction: float = 5.0, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -618,6 +651,14 @@ class AllenCahn(_TimeDependent1D):
 
     def _load(self, path: Path) -> tuple[Tensor, Tensor]:
         return load_allen_cahn_reference(path, dtype=self.domain.dtype)
+
+    def matches_file(self) -> bool:
+        return self.diffusion == 0.001 and self.reaction == 5.0
+
+    def solve(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        from sciml.datasets.generators.allen_cahn import solve_allen_cahn
+
+        return solve_allen_cahn(x, t, diffusion=self.diffusion, reaction=self.reaction)
 
 
 PROBLEMS: dict[str, type[PDEProblem]] = {"peak": PoissonPeak2D, "exp": PoissonExponential, "burgers": Burgers,

@@ -278,3 +278,60 @@ def test_allen_cahn_reference_file_against_scipy_and_initial_condition():
     x0 = pts[:nx, 0].numpy()
     assert np.allclose(pts[:nx, 1].numpy(), 0.0)
     assert np.allclose(vals[:nx].numpy(), x0 ** 2 * np.cos(np.pi * x0), atol=1e-6)
+    # a later time against an independent solver: our Chebyshev collocation + Radau (256 nodes) on the file's grid
+    from sciml.datasets.generators.allen_cahn import solve_allen_cahn
+
+    t = np.asarray(d["t"], dtype=np.float64).ravel()
+    ours = solve_allen_cahn(np.asarray(d["x"], dtype=np.float64).ravel(), t[::25])
+    theirs = d["u"][::25]
+    assert np.linalg.norm(ours - theirs) / np.linalg.norm(theirs) < 5e-4
+    assert np.abs(ours - theirs).max() < 2e-3
+
+
+# ------------------------------------------------------------------------------------------------ reference solvers
+def test_allen_cahn_solver_against_the_heat_equation_and_its_errors():
+    """With no reaction the solver solves u_t = D u_xx, u(±1) = -1: u = -1 + exp(-D π² t / 4) sin(π (x + 1) / 2);
+    with reaction the constant states u = ±1 stay (equilibria), and u = 0 with boundary 0 too."""
+    from sciml.datasets.generators.allen_cahn import solve_allen_cahn
+
+    x, t = np.linspace(-1, 1, 41), np.array([0.0, 0.3, 1.0])
+    D = 0.2
+    u = solve_allen_cahn(x, t, diffusion=D, reaction=0.0, initial=lambda z: -1 + np.sin(np.pi * (z + 1) / 2),
+                         num_nodes=32)
+    exact = -1 + np.exp(-D * np.pi ** 2 * t[:, None] / 4) * np.sin(np.pi * (x + 1) / 2)
+    assert np.abs(u - exact).max() < 1e-8
+    eq = solve_allen_cahn(x, t, initial=lambda z: 1 + 0 * z, boundary=1.0, num_nodes=32)
+    assert np.abs(eq - 1).max() < 1e-10
+    # the reaction acts: a small positive bump grows towards +1 where diffusion is weak
+    bump = solve_allen_cahn(np.array([0.0]), np.array([0.0, 1.0]), diffusion=1e-4, boundary=0.0,
+                            initial=lambda z: 0.01 * np.cos(np.pi * z / 2), num_nodes=64)
+    grown = 1 / np.sqrt(1 + (1 / 0.01 ** 2 - 1) * np.exp(-10.0))  # the ODE u' = 5 (u - u^3) from 0.01, t = 1
+    assert bump[1, 0] == pytest.approx(grown, rel=1e-3)
+    with pytest.raises(ConfigError, match="boundary"):
+        solve_allen_cahn(x, t, initial=lambda z: 0 * z)  # u0(±1) = 0, boundary -1
+    with pytest.raises(ConfigError, match="increasing"):
+        solve_allen_cahn(x, t[::-1])
+    with pytest.raises(ConfigError, match=r"\[-1, 1\]"):
+        solve_allen_cahn(np.array([2.0]), t)
+
+
+def test_time_dependent_problems_fall_back_to_their_solvers():
+    """Other coefficients than the reference file's, or no file: the problem solves its own reference on the file's
+    grid (Allen-Cahn: Chebyshev collocation, Burgers: Cole-Hopf); a file passed explicitly must exist."""
+    from sciml.datasets.generators.allen_cahn import solve_allen_cahn
+    from sciml.datasets.generators.burgers import cole_hopf_raissi
+
+    p = AllenCahn(diffusion=0.002, dtype=F64)
+    pts, vals = p.reference()
+    assert pts.shape == (201 * 101, 2) and float(pts[:, 1].max()) == 1.0
+    x = np.linspace(-1, 1, 201)
+    assert np.allclose(vals.reshape(101, 201)[[0, 50]].numpy(), solve_allen_cahn(x, np.array([0.0, 0.5]),
+                                                                                   diffusion=0.002), atol=1e-9)
+    b = Burgers(viscosity=0.02 / math.pi, dtype=F64)
+    b.reference_grid = (33, 5, 0.8)  # a small grid keeps the quadrature quick
+    pts, vals = b.reference()
+    assert pts.shape == (33 * 5, 2)
+    assert np.allclose(vals.reshape(5, 33)[3].numpy(), cole_hopf_raissi(np.linspace(-1, 1, 33), 0.6,
+                                                                        0.02 / math.pi), atol=1e-12)
+    with pytest.raises(FileNotFoundError, match="nothere.mat"):
+        AllenCahn(reference_path="/nonexistent/nothere.mat").reference()
