@@ -113,11 +113,13 @@ def mean_std(values: list[float]) -> dict[str, Any]:
 
 
 class ResultFile:
-    """Incremental JSON results: ``done(key)``, ``add(key, record)`` (atomic rewrite), ``set_summary(...)``."""
+    """Incremental JSON results: ``done(key)``, ``add(key, record)`` (atomic rewrite), ``set_summary(...)``.
+    ``read_only=True`` (say for figures from finished runs) reads the file and never writes it."""
 
     def __init__(self, path: str | os.PathLike, config: dict[str, Any], *, fresh: bool = False,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self.data: dict[str, Any] = {"config": config, "machine": machine_info(device), "runs": {},
                                      "summary": {}, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if self.path.exists() and not fresh:
@@ -167,6 +169,8 @@ class ResultFile:
         self.write()
 
     def write(self) -> None:
+        if self.read_only:
+            return
         self.data["machine"]["load_average_at_write"] = load_average()
         atomic_write_text(self.path, json.dumps(self.data, indent=1) + "\n")
 

@@ -503,7 +503,8 @@ def main(argv: list[str] | None = None) -> None:
                                   "'paper': Wu et al.'s budgets, RAD/RAR in rounds, uniform/Random-R one Adam + "
                                   "L-BFGS phase (PAPER_ROUNDS, sampler_budget)" if args.schedule == "paper" else
                                   "'adam': sampler updating after every Adam step, one L-BFGS phase at the end")})
-    results = ResultFile(out, cfg, fresh=args.fresh or args.quick)
+    # --figures-only reads the results and leaves the file as it is (its summary covers the seeds it was run with)
+    results = ResultFile(out, cfg, fresh=args.fresh or args.quick, read_only=args.figures_only and not args.merge)
     for f in args.merge:
         log(f"{f}: {results.merge(f, partial=('budgets',))} run(s) merged into {out}")
     if not args.figures_only and not args.merge:

@@ -62,6 +62,13 @@ def test_result_file_resumes_only_the_same_config(tmp_path):
         common.ResultFile(path, {"a": 2})
     assert not common.ResultFile(path, {"a": 2}, fresh=True).done("sum/seed0")
     assert common.mean_std([1.0, 3.0])["std"] == pytest.approx(2 ** 0.5)
+    # read-only (figures from finished runs): the same runs, and the file stays byte for byte
+    before = path.read_text()
+    ro = common.ResultFile(path, {"a": 1}, read_only=True)
+    assert ro.done("sum/seed0")
+    ro.set_summary({"sum": {"acc": 0.0}})
+    ro.add("sum/seed1", {"acc": 1.0})
+    assert path.read_text() == before
 
 
 def test_result_file_merges_runs_of_the_same_config(tmp_path):

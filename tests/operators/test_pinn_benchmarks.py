@@ -179,3 +179,43 @@ def test_pinn_sampling_merges_runs_of_parallel_processes(tmp_path):
     assert both["runs"] == {**one["runs"], **other["runs"]} and len(both["runs"]) == 2
     assert [m["runs"] for m in both["merged_from"]] == [["peak/uniform/seed0"], ["exp/uniform/seed0"]]
     assert set(both["summary"]) == {"peak", "exp"}
+
+
+def test_error_anatomy_of_a_network_frozen_at_the_initial_condition(tmp_path):
+    """pinn_error_anatomy.py on an artifact whose network outputs 0: the hard constraint then gives u = u0(x) at
+    every t, so each number has a closed form against the reference grid (numpy, independent of the script)."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from sciml.operators.pinn import MLP, AllenCahn
+
+    model = MLP(2, 8, 2).double()
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    points = torch.tensor([[0.0, 0.5], [0.1, 0.2], [-0.12, 0.9], [0.5, 0.5], [-0.9, 0.1]], dtype=torch.float32)
+    art = tmp_path / "allen_cahn_rad_seed0.pt"
+    torch.save({"model": model.state_dict(), "points": points, "width": 8, "depth": 2, "problem": "allen_cahn",
+                "problem_kwargs": {}, "sampler": "rad", "dtype": "float64"}, art)
+    out = tmp_path / "anatomy.json"
+    _load("pinn_error_anatomy").main([str(art), "--band", "0.15", "--out", str(out)])
+    rec = json.loads(out.read_text())["runs"]["allen_cahn_rad_seed0"]
+
+    pts, ref = AllenCahn(dtype=torch.float64).reference()
+    x, u = pts[:, 0].numpy(), ref.numpy()
+    u0 = x ** 2 * np.cos(np.pi * x)
+    err = u0 - u
+    assert rec["rel_l2_vs_file"] == pytest.approx(np.linalg.norm(err) / np.linalg.norm(u), rel=1e-9)
+    band = np.abs(x) < 0.15
+    assert rec["squared_error_share_in_band"] == pytest.approx((err[band] ** 2).sum() / (err ** 2).sum(), rel=1e-9)
+    assert rec["points_share_in_band"] == pytest.approx(3 / 5)
+    assert rec["u_centre"]["1.00"]["pinn"] == pytest.approx(0.0, abs=1e-12)
+    # with u = u0 the residual is -D u0'' - 5 (u0 - u0^3), whatever t: check its mean over the band
+    xs = np.linspace(-1, 1, 401)
+    v = xs ** 2 * np.cos(np.pi * xs)
+    v2 = 2 * np.cos(np.pi * xs) - 4 * np.pi * xs * np.sin(np.pi * xs) - np.pi ** 2 * xs ** 2 * np.cos(np.pi * xs)
+    r = np.abs(-0.001 * v2 - 5 * (v - v ** 3))
+    assert rec["mean_abs_residual"]["in_band"] == pytest.approx(r[np.abs(xs) < 0.15].mean(), rel=1e-9)
+    assert rec["file_vs_chebyshev"] < 1e-3
